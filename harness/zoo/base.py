@@ -1,0 +1,82 @@
+"""The zoo stage's interface: a model spec and a loaded PC model behind one API."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from harness.data.preprocessing import Normalization
+
+FRAMEWORKS = ("tensorflow", "pytorch")
+MODELS = ("mobilenet_v2", "resnet50", "inception_v3")
+
+
+class ZooError(ValueError):
+    """Unknown zoo/model/framework, or weights that do not fit the architecture."""
+
+
+class WeightsUnavailable(ZooError):
+    """Pretrained weights are not on this machine; the message says what to put where."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    zoo: str
+    framework: str
+    name: str
+    input_size: int
+    num_classes: int
+    normalization: Normalization
+
+    @property
+    def id(self) -> str:
+        return f"{self.zoo}/{self.framework}/{self.name}"
+
+
+@dataclass
+class ZooModel:
+    """A PC (float) model: the framework object, its spec, and where its weights came from.
+
+    ``predict_logits`` takes uint8 RGB images at the model's input size, so every
+    platform and every stage feeds models the same way.
+    """
+
+    spec: ModelSpec
+    module: Any  # keras.Model or torch.nn.Module (eval mode)
+    weights_path: Path | None
+    weights_digest: str
+    _forward: Callable[[np.ndarray], np.ndarray] = field(repr=False, default=None)
+
+    def predict_logits(self, images: np.ndarray, batch_size: int = 250) -> np.ndarray:
+        images = np.asarray(images)
+        expected = (self.spec.input_size, self.spec.input_size, 3)
+        if images.ndim != 4 or images.shape[1:] != expected or images.dtype != np.uint8:
+            raise ZooError(
+                f"{self.spec.id}: expected uint8 images (N, {expected[0]}, {expected[1]}, 3), "
+                f"found {images.dtype} {images.shape}"
+            )
+        out = [self._forward(self.spec.normalization(images[i:i + batch_size]))
+               for i in range(0, len(images), batch_size)]
+        if not out:
+            return np.zeros((0, self.spec.num_classes), np.float32)
+        return np.concatenate(out).astype(np.float32)
+
+    def predict(self, images: np.ndarray, batch_size: int = 250) -> np.ndarray:
+        return self.predict_logits(images, batch_size).argmax(axis=1)
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_choice(kind: str, value: str, valid) -> None:
+    if value not in valid:
+        raise ZooError(f"unknown {kind} {value!r}; expected one of {tuple(valid)}")
