@@ -1,0 +1,49 @@
+"""The main job on the embedded default: ``python -m harness``.
+
+Loads the mini zoo in both frameworks, measures each model's clean accuracy on the
+committed Fashion-MNIST test subset, and draws the evaluation samples and the
+calibration set the rest of the suite uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import harness
+from harness.data import fashion_mnist, samples
+from harness.zoo import registry
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__.splitlines()[0])
+    parser.add_argument("--zoo", default="mini", choices=registry.ZOOS)
+    parser.add_argument("--samples", type=int, default=500, help="evaluation samples to draw (default 500)")
+    parser.add_argument("--calibration", type=int, default=200, help="calibration images to draw (default 200)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.zoo != "mini":
+        parser.error("only the embedded mini zoo runs from the command line so far; use pytest -m imagenet")
+
+    test = fashion_mnist.load("test", "fixtures")
+    print(f"harness {harness.__version__}: zoo {args.zoo}, {len(test)} committed Fashion-MNIST test images")
+    models = []
+    print(f"{'model':34} {'params':>8} {'clean top-1':>11} {'load s':>7}")
+    for framework, name in registry.combinations(args.zoo):
+        start = time.perf_counter()
+        model = registry.load(args.zoo, framework, name)
+        seconds = time.perf_counter() - start
+        models.append(model)
+        accuracy = float((model.predict(test.images) == test.labels).mean())
+        print(f"{model.spec.id:34} {registry.parameter_count(model):>8} {accuracy:>11.4f} {seconds:>7.2f}", flush=True)
+    selection = samples.select_samples(test, models, args.samples, args.seed)
+    calibration = samples.calibration_set(fashion_mnist.load("train", "fixtures"), args.calibration, args.seed, selection)
+    print(f"{selection.pool_size} of {selection.candidates} images are classified correctly by all "
+          f"{len(models)} models; drew {len(selection.ids)} evaluation samples (seed {args.seed}), "
+          f"first ids {selection.ids[:5].tolist()}; {len(calibration)} calibration images from the train split")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

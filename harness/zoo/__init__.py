@@ -1,0 +1,1 @@
+"""Stage 2 of the pipeline: the model zoos (mini, imagenet) behind one interface."""

@@ -1,0 +1,35 @@
+"""The zoo registry: which zoos exist and how to load a model from each, by name.
+
+A zoo is a module with ``spec(framework, name)``, ``build(framework, name)`` and
+``load(framework, name)``; adding one is adding an entry here.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from harness.zoo.base import FRAMEWORKS, MODELS, ZooModel, check_choice
+
+_ZOO_MODULES = {"mini": "harness.zoo.mini", "imagenet": "harness.zoo.imagenet"}
+ZOOS = tuple(_ZOO_MODULES)
+
+
+def zoo_module(zoo: str):
+    check_choice("zoo", zoo, ZOOS)
+    return importlib.import_module(_ZOO_MODULES[zoo])
+
+
+def combinations(zoo: str) -> list[tuple[str, str]]:
+    zoo_module(zoo)
+    return [(framework, name) for framework in FRAMEWORKS for name in MODELS]
+
+
+def load(zoo: str, framework: str, name: str) -> ZooModel:
+    return zoo_module(zoo).load(framework, name)
+
+
+def parameter_count(model: ZooModel) -> int:
+    """Trainable parameters, counted the same way in both frameworks."""
+    if model.spec.framework == "pytorch":
+        return int(sum(p.numel() for p in model.module.parameters()))
+    return int(sum(int(v.numpy().size) for v in model.module.trainable_weights))

@@ -1,0 +1,51 @@
+"""TensorFlow and PyTorch share a process in either import order (harness.frameworks)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.pc
+REPO = Path(__file__).resolve().parents[1]
+
+# Each snippet ends by using both frameworks, so a half-working import fails too.
+USE_BOTH = (
+    "import numpy as np, torch, torchvision.models, tensorflow as tf;"
+    "m = torchvision.models.mobilenet_v3_small(num_classes=3).eval();"
+    "assert m(torch.zeros(1, 3, 32, 32)).shape == (1, 3);"
+    "assert float(tf.reduce_sum(tf.ones(3))) == 3.0; print('both ok')"
+)
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    env = {"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.parametrize(
+    "first",
+    ["import tensorflow; import harness", "import harness; import tensorflow",
+     "import torchvision; import harness", "import harness; import torch"],
+    ids=["tensorflow-first", "harness-then-tensorflow", "torchvision-first", "harness-then-torch"],
+)
+def test_both_frameworks_work_in_either_order(first):
+    result = _run(f"{first}; {USE_BOTH}")
+    assert result.returncode == 0, f"exit {result.returncode}: {result.stderr[-2000:]}"
+    assert "both ok" in result.stdout
+
+
+def test_harness_loaders_import_in_either_order():
+    code = ("import harness; from harness.frameworks import import_tensorflow, import_torch;"
+            "tf = import_tensorflow(); torch = import_torch(); import torchvision.models; print('ok')")
+    result = _run(code)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
+
+
+def test_the_trap_the_guard_exists_for_is_still_real():
+    """Without the guard, triton after TensorFlow segfaults: if this ever stops, the guard can go."""
+    result = _run("import tensorflow; import triton")
+    assert result.returncode == -11, (
+        f"`import tensorflow; import triton` exited {result.returncode}, not SIGSEGV: "
+        "the trap is gone on this environment and harness.frameworks' guard may be removed"
+    )
