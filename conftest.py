@@ -1,11 +1,71 @@
-"""Root pytest configuration.
+"""Root pytest configuration: the suite's options, the matrix's shared state, the report.
 
 Importing ``harness`` first installs the framework import guard for every test
 process (pytest-xdist workers included), whatever the tests import afterwards.
+
+Options (``pytest --help`` lists them under "on-device robustness suite"):
+``--zoo``, ``--profile``, ``--samples``, ``--cache-dir``, ``--report-dir``,
+``--thresholds``, ``--write-thresholds`` with ``--threshold-margin``, ``--threads``.
 """
 
+from __future__ import annotations
+
 import os
+import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import pytest  # noqa: E402
+
 import harness  # noqa: E402,F401  (the import guard; see harness/frameworks.py)
+from harness import suite  # noqa: E402
+
+REPO = Path(__file__).resolve().parent
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("robustness", "on-device robustness suite")
+    group.addoption("--zoo", default="mini", choices=suite.ZOOS, help="model zoo (default: mini, the embedded one)")
+    group.addoption("--profile", default="default", help="run profile from profiles.toml (default: default)")
+    group.addoption("--samples", type=int, default=None, help="evaluation samples (default: the profile's)")
+    group.addoption("--cache-dir", default=None, help="artefact cache (default: $HARNESS_CACHE_DIR or .cache/artifacts)")
+    group.addoption("--report-dir", default=str(REPO / "reports"), help="where reports/<run>/ goes")
+    group.addoption("--thresholds", default=None, help="threshold file (default: thresholds/<zoo>-<profile>.json)")
+    group.addoption("--write-thresholds", action="store_true",
+                    help="rewrite the threshold file from this run's measurements instead of gating on it")
+    group.addoption("--threshold-margin", type=float, default=0.05,
+                    help="slack added to each measured value when writing thresholds (default 0.05)")
+    group.addoption("--threads", type=int, default=1, help="inference threads per runtime (default 1)")
+
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput"):  # the controller names the run; xdist workers inherit it
+        os.environ.setdefault("HARNESS_RUN_ID", time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}")
+    config.harness_run = suite.RunOptions.from_pytest(config)  # raises pytest.UsageError on bad values
+
+
+def pytest_generate_tests(metafunc):
+    if "configuration" in metafunc.fixturenames:
+        suite.parametrize_matrix(metafunc)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    suite.check_selection(config, items)
+
+
+@pytest.fixture(scope="session")
+def run_options(pytestconfig):
+    return pytestconfig.harness_run
+
+
+@pytest.fixture(scope="session")
+def study(run_options):
+    study = run_options.make_study()
+    yield study
+    study.close()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    suite.finish_run(session.config, exitstatus)

@@ -1,0 +1,165 @@
+"""Generate an adversarial PNG set once, on the PC float model, and cache it.
+
+The set is an artefact of :mod:`harness.cache` keyed by everything that changes its
+bytes: model and weights digest, attack and parameters, profile, sample ids and
+their pixels, seed, batch size and library versions. Generation runs in batches;
+each finished batch is kept in ``<cache>/advset/.partial-<key>/`` so an interrupted
+generation resumes where it stopped. Reading a set back verifies it (cache manifest
+digests, then every PNG against the sidecar).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from harness.attack import pngset
+from harness.attack.attacks import FoolboxModel, make_attack
+from harness.attack.profiles import Profile
+from harness.cache import ArtifactCache, cache_key
+from harness.data.dataset import ImageDataset
+from harness.zoo.base import ZooModel
+
+KIND = "advset"
+FORMAT = 1
+
+
+def library_versions(framework: str) -> dict:
+    import eagerpy
+    import foolbox
+
+    versions = {"foolbox": foolbox.__version__, "eagerpy": eagerpy.__version__, "numpy": np.__version__,
+                "python": platform.python_version()}
+    if framework == "pytorch":
+        import torch
+        versions["torch"] = torch.__version__
+    else:
+        import keras
+        import tensorflow as tf
+        versions["tensorflow"] = tf.__version__
+        versions["keras"] = keras.__version__
+    return versions
+
+
+def set_key_parts(model: ZooModel, attack: str, profile: Profile, samples: ImageDataset) -> dict:
+    return {
+        "format": FORMAT,
+        "model": model.spec.id,
+        "weights_sha256": model.weights_digest,
+        "attack": attack,
+        "params": profile.attack_params(attack),
+        "profile": profile.name,
+        "seed": profile.seed,
+        "batch_size": profile.attack_batch_size,
+        "dataset": f"{samples.name}/{samples.split}",
+        "sample_ids": [int(i) for i in samples.ids],
+        "pixels_sha256": hashlib.sha256(np.ascontiguousarray(samples.images).tobytes()).hexdigest(),
+        "labels": [int(i) for i in samples.labels],
+        "versions": library_versions(model.spec.framework),
+    }
+
+
+def generate_set(model: ZooModel, attack: str, profile: Profile, samples: ImageDataset,
+                 cache: ArtifactCache, log: Callable[[str], None] = print) -> pngset.AdversarialSet:
+    """The adversarial set for these samples, generated now or read from the cache."""
+    if samples.images.shape[1:] != (model.spec.input_size, model.spec.input_size, 3):
+        raise ValueError(f"{model.spec.id}: samples are {samples.images.shape[1:]}, the model takes "
+                         f"{(model.spec.input_size, model.spec.input_size, 3)}")
+    parts = set_key_parts(model, attack, profile, samples)  # validates the attack name via the profile
+    key = cache_key(KIND, parts)
+    label = f"{attack} set for {model.spec.id} ({len(samples)} samples, profile {profile.name})"
+    partial = cache.root / KIND / f".partial-{key}"
+
+    def build(directory: Path) -> dict:
+        return _generate(model, attack, profile, samples, directory, partial, log, label)
+
+    artifact = cache.get_or_build(KIND, parts, build, label=label)
+    shutil.rmtree(partial, ignore_errors=True)  # published: the batches are no longer needed
+    expected = (model.spec.input_size, model.spec.input_size, 3)
+    return pngset.read_set(artifact.path, expected)
+
+
+def _generate(model, attack_name, profile, samples, directory, partial, log, label) -> dict:
+    attack = make_attack(attack_name, profile.attack_params(attack_name))
+    fmodel = FoolboxModel(model)
+    images01 = samples.images.astype(np.float32) / 255.0
+    n, size = len(samples), profile.attack_batch_size
+    starts = list(range(0, n, size))
+    partial.mkdir(parents=True, exist_ok=True)
+    adversarials = np.empty_like(images01)
+    success_before = np.empty(n, bool)
+    failed_init: list[int] = []
+    attack_seconds, resumed = 0.0, 0
+    wall = time.perf_counter()
+    for b, start in enumerate(starts):
+        rows = slice(start, min(start + size, n))
+        batch_file = partial / f"batch-{b:05d}.npz"
+        batch = _load_batch(batch_file)
+        was_resumed = batch is not None
+        if batch is None:
+            t0 = time.perf_counter()
+            out = attack.run(fmodel, images01[rows], samples.labels[rows], seed=profile.seed + 1009 * b)
+            seconds = time.perf_counter() - t0
+            batch = {"adversarials": out.adversarials, "failed_init": out.failed_init + start,
+                     "success": out.success, "seconds": np.float64(seconds)}
+            _save_batch(batch_file, batch)
+        resumed += was_resumed
+        adversarials[rows] = batch["adversarials"]
+        success_before[rows] = batch["success"]
+        failed_init.extend(int(i) for i in batch["failed_init"])
+        attack_seconds += float(batch["seconds"])
+        done = rows.stop
+        log(f"  {label}: batch {b + 1}/{len(starts)} ({done}/{n} samples, "
+            f"{time.perf_counter() - wall:.1f} s{', kept from an interrupted run' if was_resumed else ''})")
+    rounded = pngset.to_uint8(adversarials)
+    success_after = model.predict(rounded) != samples.labels
+    linf, l2 = pngset.distances(rounded, samples.images)
+    failed_ids = {int(samples.ids[row]) for row in failed_init}
+    records = [
+        {"id": int(i), "label": int(y), "success_before_rounding": bool(sb), "success_after_rounding": bool(sa),
+         "linf": float(a), "l2": float(b), "init_failed": int(i) in failed_ids}
+        for i, y, sb, sa, a, b in zip(samples.ids, samples.labels, success_before, success_after, linf, l2)
+    ]
+    info = {
+        "attack": attack_name, "params": profile.attack_params(attack_name), "profile": profile.name,
+        "model": model.spec.id, "weights_sha256": model.weights_digest, "seed": profile.seed,
+        "batch_size": size, "versions": library_versions(model.spec.framework),
+        "generation_seconds": round(attack_seconds, 3), "batches": len(starts), "batches_resumed": resumed,
+        "init_failed_ids": sorted(failed_ids),
+        "success_before_rounding": float(success_before.mean()), "success_after_rounding": float(success_after.mean()),
+    }
+    pngset.write_set(directory, samples.ids, rounded, records, info)
+    log(f"  {label}: success {success_before.mean():.1%} before rounding, {success_after.mean():.1%} "
+        f"after; {attack_seconds:.1f} s in the attack")
+    return info
+
+
+def _save_batch(path: Path, batch: dict) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **batch)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _load_batch(path: Path) -> dict | None:
+    """A finished batch from an interrupted run, or None (absent or unreadable: recompute)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as data:
+            return {k: data[k] for k in ("adversarials", "failed_init", "success", "seconds")}
+    except Exception:  # a torn or foreign file is recomputed, never trusted
+        path.unlink(missing_ok=True)
+        return None

@@ -1,0 +1,142 @@
+"""Adversarial PNG sets: lossless uint8 images named by sample id, plus a sidecar.
+
+Layout of a set directory::
+
+    sidecar.json      set-level facts and one record per sample
+    png/<id>.png      the adversarial image, RGB, uint8, lossless
+
+Per sample the sidecar holds: id, label, success on the float PC model before
+rounding, success after the PNG round trip, L-inf and L2 distance (on the [0, 1]
+scale, after rounding), and the SHA-256 of the decoded pixels, so reading a set back
+proves every PNG decodes to exactly the array that was measured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+SIDECAR = "sidecar.json"
+PNG_DIR = "png"
+
+
+class PngSetError(ValueError):
+    """A set whose files and sidecar disagree (the message names the file)."""
+
+
+def pixel_digest(image: np.ndarray) -> str:
+    image = np.ascontiguousarray(image, dtype=np.uint8)
+    return hashlib.sha256(repr(image.shape).encode() + image.tobytes()).hexdigest()
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+        raise PngSetError(f"PNG images must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
+    buffer = io.BytesIO()
+    Image.fromarray(image, mode="RGB").save(buffer, format="PNG", optimize=False, compress_level=6)
+    return buffer.getvalue()
+
+
+def decode_png(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as img:
+            if img.format != "PNG":
+                raise PngSetError(f"{path}: {img.format} file, expected PNG")
+            return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except (OSError, SyntaxError) as exc:
+        raise PngSetError(f"{path}: unreadable PNG ({exc})") from exc
+
+
+def to_uint8(images01: np.ndarray) -> np.ndarray:
+    """Clip to [0, 1] and round to the nearest grey level, as saving a PNG must."""
+    return np.clip(np.rint(np.asarray(images01, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
+def distances(adversarial: np.ndarray, original: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample L-inf and L2 on the [0, 1] scale."""
+    diff = (adversarial.astype(np.float64) - original.astype(np.float64)).reshape(len(original), -1) / 255.0
+    return np.abs(diff).max(axis=1), np.sqrt((diff ** 2).sum(axis=1))
+
+
+def write_set(directory: Path, ids, images: np.ndarray, records: list[dict], info: dict) -> None:
+    """Write the PNGs and the sidecar into ``directory`` (an artefact's build directory)."""
+    directory = Path(directory)
+    (directory / PNG_DIR).mkdir(parents=True, exist_ok=True)
+    if not (len(ids) == len(images) == len(records)):
+        raise PngSetError(f"{len(ids)} ids, {len(images)} images and {len(records)} records do not line up")
+    for sample_id, image, record in zip(ids, images, records):
+        path = directory / PNG_DIR / f"{int(sample_id)}.png"
+        path.write_bytes(encode_png(image))
+        if not np.array_equal(decode_png(path), image):  # the round trip must be exact
+            raise PngSetError(f"{path}: PNG does not decode to the array that was measured")
+        record["pixels_sha256"] = pixel_digest(image)
+    sidecar = dict(info, image_shape=list(images.shape[1:]), n_samples=len(ids), samples=records)
+    (directory / SIDECAR).write_text(json.dumps(sidecar, indent=1, sort_keys=True) + "\n")
+
+
+@dataclass(frozen=True)
+class AdversarialSet:
+    """A verified PNG set: images in sidecar order, and the sidecar's facts."""
+
+    path: Path
+    sidecar: dict
+    ids: np.ndarray
+    labels: np.ndarray
+    images: np.ndarray
+
+    @property
+    def records(self) -> list[dict]:
+        return self.sidecar["samples"]
+
+    def column(self, field: str) -> np.ndarray:
+        return np.array([r[field] for r in self.records])
+
+    @property
+    def success_before_rounding(self) -> float:
+        return float(self.column("success_before_rounding").mean())
+
+    @property
+    def success_after_rounding(self) -> float:
+        return float(self.column("success_after_rounding").mean())
+
+    @property
+    def generation_seconds(self) -> float:
+        return float(self.sidecar["generation_seconds"])
+
+
+def read_set(directory: Path, expected_shape: tuple[int, int, int] | None = None) -> AdversarialSet:
+    """Read a set and verify every PNG against the sidecar (presence, size, pixels)."""
+    directory = Path(directory)
+    sidecar_path = directory / SIDECAR
+    try:
+        sidecar = json.loads(sidecar_path.read_text())
+    except FileNotFoundError:
+        raise PngSetError(f"{sidecar_path}: sidecar missing") from None
+    except json.JSONDecodeError as exc:
+        raise PngSetError(f"{sidecar_path}: not valid JSON ({exc})") from exc
+    shape = tuple(sidecar["image_shape"])
+    if expected_shape is not None and shape != tuple(expected_shape):
+        raise PngSetError(f"{sidecar_path}: images are {shape}, the model expects {tuple(expected_shape)}")
+    records = sidecar["samples"]
+    listed = {f"{r['id']}.png" for r in records}
+    present = {p.name for p in (directory / PNG_DIR).glob("*.png")}
+    if listed != present:
+        raise PngSetError(f"{directory / PNG_DIR}: PNGs {sorted(present - listed)[:5]} not in the sidecar, "
+                          f"{sorted(listed - present)[:5]} missing")
+    images = np.empty((len(records), *shape), np.uint8)
+    for row, record in enumerate(records):
+        path = directory / PNG_DIR / f"{record['id']}.png"
+        image = decode_png(path)
+        if image.shape != shape:
+            raise PngSetError(f"{path}: image is {image.shape}, the sidecar says {shape}")
+        if pixel_digest(image) != record["pixels_sha256"]:
+            raise PngSetError(f"{path}: pixels differ from the ones the sidecar measured")
+        images[row] = image
+    return AdversarialSet(directory, sidecar, np.array([r["id"] for r in records], np.int64),
+                          np.array([r["label"] for r in records], np.int64), images)

@@ -1,0 +1,212 @@
+"""The study: every framework x model x attack x quantization x platform configuration.
+
+:class:`Study` is what the pytest layer holds. It builds each piece once per process
+(models, sample selection, calibration set, conversions, adversarial sets, runtimes)
+and leaves the expensive ones in the artefact cache, where concurrent workers find
+them built once. ``evaluate(configuration)`` returns the configuration's record: every
+metric the gates and the report need, as plain data.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from harness.attack.generate import generate_set
+from harness.attack.pngset import AdversarialSet
+from harness.attack.profiles import ATTACKS, Profile
+from harness.cache import ArtifactCache
+from harness.data import fashion_mnist, samples
+from harness.data.dataset import ImageDataset
+from harness.zoo import registry
+from harness.zoo.base import FRAMEWORKS, MODELS
+
+QUANTIZATIONS = ("float", "int8")
+PLATFORMS = ("pc", "mobile", "device")
+
+
+@dataclass(frozen=True)
+class Configuration:
+    framework: str
+    model: str
+    attack: str
+    quantization: str
+    platform: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.framework}-{self.model}-{self.attack}-{self.quantization}-{self.platform}"
+
+    @classmethod
+    def parse(cls, config_id: str) -> "Configuration":
+        parts = config_id.split("-")
+        if len(parts) != 5:
+            raise ValueError(f"configuration id {config_id!r} must be framework-model-attack-quantization-platform")
+        return cls(*parts)
+
+
+def matrix(platforms=PLATFORMS) -> list[Configuration]:
+    """The paper's matrix: PC runs the float model only; mobile platforms run float and int8."""
+    return [
+        Configuration(f, m, a, q, p)
+        for p in platforms for f in FRAMEWORKS for m in MODELS for a in ATTACKS for q in QUANTIZATIONS
+        if not (p == "pc" and q == "int8")
+    ]
+
+
+class Study:
+    def __init__(self, zoo: str, profile: Profile, cache: ArtifactCache, n_samples: int | None = None,
+                 threads: int = 1, log: Callable[[str], None] = print):
+        if zoo != "mini":
+            raise NotImplementedError("the study runs on the mini zoo; the imagenet study needs its data path wired in")
+        self.zoo = zoo
+        self.profile = profile
+        self.cache = cache
+        self.n_samples = n_samples or profile.samples
+        self.threads = threads
+        self.log = log
+        self._runtimes: dict = {}
+
+    # -- inputs --------------------------------------------------------------------------
+    @functools.cached_property
+    def candidates(self) -> ImageDataset:
+        return fashion_mnist.load("test", "fixtures")
+
+    @functools.cache
+    def model(self, framework: str, name: str):
+        return registry.load(self.zoo, framework, name)
+
+    @functools.cached_property
+    def selection(self) -> samples.SampleSelection:
+        """The evaluation ids, cached as an artefact (it needs all six models' predictions)."""
+        models = [self.model(f, n) for f, n in registry.combinations(self.zoo)]
+        parts = {
+            "stage": "selection", "zoo": self.zoo, "n": self.n_samples, "seed": self.profile.seed,
+            "weights": {m.spec.id: m.weights_digest for m in models},
+            "candidates": [int(i) for i in self.candidates.ids],
+            "pixels_sha256": _digest(self.candidates.images), "labels_sha256": _digest(self.candidates.labels),
+        }
+
+        def build(directory: Path) -> dict:
+            chosen = samples.select_samples(self.candidates, models, self.n_samples, self.profile.seed)
+            (directory / "selection.json").write_text(json.dumps(chosen.to_dict(), indent=1) + "\n")
+            return {"pool_size": chosen.pool_size}
+
+        artifact = self.cache.get_or_build("selection", parts, build, label=f"sample selection ({self.zoo})")
+        data = json.loads(artifact.file("selection.json").read_text())
+        return samples.SampleSelection(data["dataset"], data["split"], data["seed"], np.asarray(data["ids"], np.int64),
+                                       data["pool_size"], data["candidates"], data["accuracy"])
+
+    @functools.cached_property
+    def evaluation(self) -> ImageDataset:
+        return self.candidates.select(self.selection.ids)
+
+    @functools.cached_property
+    def calibration(self) -> ImageDataset:
+        pool = fashion_mnist.load("train", "fixtures")
+        return samples.calibration_set(pool, min(self.profile.calibration, len(pool)), self.profile.seed,
+                                       self.selection)
+
+    # -- artefacts -------------------------------------------------------------------------
+    @functools.cache
+    def conversion(self, framework: str, name: str, quantization: str):
+        from harness.convert import convert
+
+        return convert(self.model(framework, name), quantization, self.calibration, self.cache,
+                       calibration_size=len(self.calibration))
+
+    @functools.cache
+    def adversarial_set(self, framework: str, name: str, attack: str) -> AdversarialSet:
+        return generate_set(self.model(framework, name), attack, self.profile, self.evaluation, self.cache, self.log)
+
+    def runtime(self, framework: str, name: str, quantization: str, platform: str):
+        from harness.runtime import open_runtime
+
+        key = (framework, name, quantization, platform)
+        if key not in self._runtimes:
+            model = self.model(framework, name)
+            if platform == "pc" and quantization == "float":
+                self._runtimes[key] = open_runtime("pc", model, threads=self.threads)
+            else:
+                artifact = self.conversion(framework, name, quantization)
+                self._runtimes[key] = open_runtime(platform, model, artifact, quantization=quantization,
+                                                   threads=self.threads)
+        return self._runtimes[key]
+
+    # -- measurements ------------------------------------------------------------------------
+    @functools.cache
+    def _clean(self, framework: str, name: str, quantization: str, platform: str):
+        from harness.metrics.measure import measure
+
+        reference = None
+        if (quantization, platform) != ("float", "pc"):
+            reference = self._clean(framework, name, "float", "pc")
+        runtime = self.runtime(framework, name, quantization, platform)
+        size = None if platform == "pc" else self.conversion(framework, name, quantization).size_bytes
+        return measure(runtime, self.evaluation, reference, file_size_bytes=size)
+
+    @functools.cache
+    def _adversarial_predictions(self, framework, name, attack, quantization, platform):
+        adv = self.adversarial_set(framework, name, attack)
+        runtime = self.runtime(framework, name, quantization, platform)
+        start = time.perf_counter()
+        predictions = runtime.predict(adv.images)
+        return predictions, time.perf_counter() - start
+
+    def evaluate(self, config: Configuration) -> dict:
+        f, n, a, q, p = config.framework, config.model, config.attack, config.quantization, config.platform
+        adv = self.adversarial_set(f, n, a)
+        predictions, seconds = self._adversarial_predictions(f, n, a, q, p)
+        pc_predictions, _ = self._adversarial_predictions(f, n, a, "float", "pc")
+        success = predictions != adv.labels
+        pc_success = pc_predictions != adv.labels
+        clean = self._clean(f, n, q, p)
+        runtime = self.runtime(f, n, q, p)
+        model = self.model(f, n)
+        return {
+            "configuration": config.id,
+            "framework": f, "model": n, "attack": a, "quantization": q, "platform": p,
+            "zoo": self.zoo, "profile": self.profile.name,
+            "n_samples": int(len(adv.ids)),
+            "success_rate": float(success.mean()),
+            "success_rate_before_rounding": adv.success_before_rounding,
+            "success_rate_after_rounding_pc": adv.success_after_rounding,
+            "pc_success_rate": float(pc_success.mean()),
+            "pc_gap": float(abs(success.mean() - pc_success.mean())),
+            "clean_accuracy": clean.accuracy,
+            "agreement_with_pc": clean.agreement,
+            "adversarial_agreement_with_pc": float((predictions == pc_predictions).mean()),
+            "max_abs_logit_diff": clean.max_abs_logit_diff,
+            "model_bytes": clean.file_size_bytes if clean.file_size_bytes is not None else _weights_bytes(model),
+            "load_seconds": runtime.load_seconds,
+            "inference_seconds": seconds,
+            "inference_seconds_per_image": seconds / max(1, len(adv.ids)),
+            "clean_inference_seconds": clean.inference_seconds,
+            "generation_seconds": adv.generation_seconds,
+            "boundary_init_failed": len(adv.sidecar.get("init_failed_ids", [])),
+            "threads": runtime.threads, "resolver": runtime.resolver, "engine": runtime.engine,
+            "weights_sha256": model.weights_digest,
+            "sample_ids": [int(i) for i in adv.ids],
+            "per_sample_success": [bool(s) for s in success],
+        }
+
+    def close(self) -> None:
+        for runtime in self._runtimes.values():
+            runtime.close()
+        self._runtimes.clear()
+
+
+def _digest(array: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def _weights_bytes(model) -> int | None:
+    return None if model.weights_path is None else Path(model.weights_path).stat().st_size

@@ -1,0 +1,198 @@
+"""The pytest layer's logic, kept out of conftest.py so it can be read and tested alone.
+
+The root ``conftest.py`` only wires these functions to pytest's hooks: options are
+validated into :class:`RunOptions` (bad values are usage errors, exit code 4), the
+matrix is parametrized with readable ids and markers, each case writes its record
+into ``reports/<run>/records/``, and the controller process writes the report (and,
+with ``--write-thresholds``, the threshold file) when the session ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from harness.attack.profiles import ProfileError, load_profile, load_profiles
+from harness.cache import ArtifactCache
+from harness.metrics import gates as gating
+from harness.study import PLATFORMS, Configuration, Study, matrix
+from harness.zoo.registry import ZOOS
+
+DEVICE_SKIP = ("no Android phone attached over ADB: enable USB debugging on the phone, plug it in, "
+               "accept the host key, and check that `adb devices` lists it")
+
+
+@dataclass
+class RunOptions:
+    zoo: str
+    profile_name: str
+    samples: int | None
+    cache_dir: Path | None
+    report_dir: Path
+    run_id: str
+    thresholds_path: Path
+    write_thresholds: bool
+    margin: float
+    threads: int
+    gates: dict | None  # None: no threshold file yet (cases then fail saying how to write one)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.report_dir / self.run_id
+
+    @property
+    def records_dir(self) -> Path:
+        return self.run_dir / "records"
+
+    @property
+    def profile(self):
+        return load_profile(self.profile_name)
+
+    @classmethod
+    def from_pytest(cls, config) -> "RunOptions":
+        opt = config.option
+        try:
+            profiles = load_profiles()
+        except ProfileError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        if opt.profile not in profiles:
+            raise pytest.UsageError(f"--profile {opt.profile!r} is not in profiles.toml; valid: {sorted(profiles)}")
+        if opt.samples is not None and opt.samples <= 0:
+            raise pytest.UsageError(f"--samples must be a positive integer, got {opt.samples}")
+        if not 0.0 <= opt.threshold_margin <= 1.0:
+            raise pytest.UsageError(f"--threshold-margin must be in [0, 1], got {opt.threshold_margin}")
+        if opt.threads < 1:
+            raise pytest.UsageError(f"--threads must be at least 1, got {opt.threads}")
+        path = Path(opt.thresholds) if opt.thresholds else gating.default_path(opt.zoo, opt.profile)
+        gates = None
+        if not opt.write_thresholds and path.is_file():
+            try:
+                gates = gating.load_thresholds(path, [c.id for c in matrix()], opt.zoo, opt.profile)
+            except gating.ThresholdError as exc:
+                raise pytest.UsageError(str(exc)) from None
+        elif opt.thresholds and not opt.write_thresholds:
+            raise pytest.UsageError(f"--thresholds {path}: file not found")
+        return cls(opt.zoo, opt.profile, opt.samples, Path(opt.cache_dir) if opt.cache_dir else None,
+                   Path(opt.report_dir), os.environ.get("HARNESS_RUN_ID", "manual"), path,
+                   opt.write_thresholds, opt.threshold_margin, opt.threads, gates)
+
+    def make_study(self) -> Study:
+        if self.zoo != "mini":
+            pytest.skip(f"the {self.zoo} zoo's study is not wired into the matrix yet; run --zoo mini")
+        cache = ArtifactCache(self.cache_dir) if self.cache_dir else ArtifactCache()
+        return Study(self.zoo, self.profile, cache, self.samples, self.threads, log=_progress)
+
+    def gate_for(self, config: Configuration) -> dict:
+        if self.write_thresholds:
+            return {}
+        if self.gates is None:
+            pytest.fail(f"no threshold file at {self.thresholds_path}: write one from a trusted run with "
+                        f"`pytest -m pc --write-thresholds` (zoo {self.zoo}, profile {self.profile_name})",
+                        pytrace=False)
+        if config.id not in self.gates:
+            pytest.fail(f"{self.thresholds_path} has no gates for {config.id}; every configuration needs them "
+                        "(rewrite the file with --write-thresholds)", pytrace=False)
+        return self.gates[config.id]
+
+
+def _progress(message: str) -> None:
+    print(message, flush=True)
+
+
+def parametrize_matrix(metafunc) -> None:
+    zoo = metafunc.config.option.zoo
+    params = []
+    for config in matrix():
+        marks = [pytest.mark.device if config.platform == "device" else pytest.mark.pc,
+                 pytest.mark.xdist_group(f"{config.framework}-{config.model}")]
+        if zoo == "imagenet":
+            marks += [pytest.mark.imagenet, pytest.mark.slow]
+        params.append(pytest.param(config, id=config.id, marks=marks))
+    metafunc.parametrize("configuration", params)
+
+
+def check_selection(config, items) -> None:
+    """An empty selection is a usage error that shows what can be selected."""
+    if items or hasattr(config, "workerinput"):
+        return
+    if not config.option.keyword and not config.option.markexpr:
+        return
+    example = matrix()[0].id
+    raise pytest.UsageError(
+        f"no test case matches -k {config.option.keyword!r} -m {config.option.markexpr!r}. Matrix case ids are "
+        f"framework-model-attack-quantization-platform, e.g. {example!r}; frameworks "
+        f"{sorted({c.framework for c in matrix()})}, models {sorted({c.model for c in matrix()})}, attacks "
+        f"{sorted({c.attack for c in matrix()})}, quantizations ['float', 'int8'], platforms {list(PLATFORMS)}; "
+        "markers pc, device, slow, imagenet"
+    )
+
+
+def attached_devices() -> list[str]:
+    """Serials of phones the local ADB server sees (starting the server if adb is installed)."""
+    try:
+        from ppadb.client import Client
+    except ImportError:
+        return []
+    client = Client(host="127.0.0.1", port=5037)
+    try:
+        return [d.serial for d in client.devices()]
+    except Exception:  # server not running: start it once, ask again
+        if shutil.which("adb") is None:
+            return []
+        subprocess.run(["adb", "start-server"], capture_output=True, timeout=30)
+        try:
+            return [d.serial for d in client.devices()]
+        except Exception:
+            return []
+
+
+def write_record(options: RunOptions, record: dict) -> Path:
+    options.records_dir.mkdir(parents=True, exist_ok=True)
+    path = options.records_dir / f"{record['configuration']}.json"
+    fd, tmp = tempfile.mkstemp(dir=options.records_dir, prefix=".", suffix=".part")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(record, fh)
+    os.replace(tmp, path)
+    return path
+
+
+def read_records(options: RunOptions) -> list[dict]:
+    if not options.records_dir.is_dir():
+        return []
+    return [json.loads(p.read_text()) for p in sorted(options.records_dir.glob("*.json"))]
+
+
+def finish_run(config, exitstatus) -> None:
+    """On the controller: write the report, and the threshold file when asked to."""
+    if hasattr(config, "workerinput") or not hasattr(config, "harness_run"):
+        return
+    options: RunOptions = config.harness_run
+    records = read_records(options)
+    if not records:
+        return
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    say = terminal.write_line if terminal else print
+    if options.write_thresholds:
+        complete = {r["configuration"] for r in records}
+        gates = {r["configuration"]: gating.gates_from_measurement(r["platform"], r, options.margin) for r in records}
+        missing = [c.id for c in matrix(("pc", "mobile")) if c.id not in complete]
+        if missing:
+            say(f"thresholds NOT written: {len(missing)} host configurations did not run (e.g. {missing[0]}); "
+                "run the whole `-m pc` matrix with --write-thresholds")
+        else:
+            gating.write_thresholds(options.thresholds_path, options.zoo, options.profile_name, gates,
+                                    options.margin, options.run_id)
+            say(f"wrote {len(gates)} configurations' gates to {options.thresholds_path} (margin {options.margin})")
+    from harness.report import writer
+
+    run_info = {"run": options.run_id, "zoo": options.zoo, "profile": options.profile.to_dict(),
+                "thresholds": str(options.thresholds_path), "exitstatus": int(exitstatus)}
+    out = writer.write_report(records, run_info, options.run_dir)
+    say(f"report: {out if out else options.run_dir} ({len(records)} configurations)")

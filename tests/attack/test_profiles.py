@@ -1,0 +1,65 @@
+"""profiles.toml: the paper's numbers exactly, and clear errors for a bad profile."""
+
+import pytest
+
+from harness.attack import profiles
+from harness.attack.profiles import ProfileError, load_profile
+
+pytestmark = pytest.mark.pc
+
+
+def test_paper_profile_is_exactly_the_paper():
+    paper = load_profile("paper")
+    assert (paper.samples, paper.calibration) == (3000, 1000)
+    assert paper.attack_params("fgsm") == {"eps": 0.005}
+    assert paper.attack_params("bim") == {"eps": 0.005, "steps": 10, "rel_stepsize": 0.2}
+    boundary = paper.attack_params("boundary")
+    assert (boundary["steps"], boundary["spherical_step"], boundary["source_step"]) == (5000, 0.01, 0.01)
+
+
+def test_all_committed_profiles_load_and_default_uses_whole_grey_levels():
+    loaded = profiles.load_profiles()
+    assert {"paper", "default", "smoke"} <= set(loaded)
+    eps = loaded["default"].attack_params("fgsm")["eps"]
+    assert abs(eps * 255 - round(eps * 255)) < 1e-9
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "profiles.toml"
+    path.write_text(text)
+    return path
+
+
+GOOD = """[p]
+samples = 10
+calibration = 5
+seed = 0
+attack_batch_size = 5
+fgsm = { eps = EPS }
+bim = { eps = 0.1, steps = 2, rel_stepsize = 0.2 }
+boundary = { steps = 3, spherical_step = 0.01, source_step = 0.01, init_retries = 1 }
+"""
+
+
+@pytest.mark.parametrize("eps", ["0", "1.5", "-0.01"])
+def test_eps_outside_zero_one_is_refused(tmp_path, eps):
+    with pytest.raises(ProfileError, match=rf"\[p\]: fgsm.eps must be in \(0, 1\]"):
+        profiles.load_profiles(_write(tmp_path, GOOD.replace("EPS", eps)))
+
+
+def test_good_file_loads_and_unknown_names_are_refused(tmp_path):
+    path = _write(tmp_path, GOOD.replace("EPS", "0.03"))
+    assert profiles.load_profile("p", path).attack_params("fgsm") == {"eps": 0.03}
+    with pytest.raises(ProfileError, match=r"unknown profile 'fast'; profiles.toml defines \['p'\]"):
+        profiles.load_profile("fast", path)
+
+
+def test_missing_or_unknown_keys_and_bad_toml(tmp_path):
+    with pytest.raises(ProfileError, match="missing 'seed'"):
+        profiles.load_profiles(_write(tmp_path, GOOD.replace("EPS", "0.1").replace("seed = 0\n", "")))
+    with pytest.raises(ProfileError, match=r"bim needs exactly .* unknown \['stepz'\]"):
+        profiles.load_profiles(_write(tmp_path, GOOD.replace("EPS", "0.1").replace("steps = 2,", "stepz = 2,")))
+    with pytest.raises(ProfileError, match="not valid TOML"):
+        profiles.load_profiles(_write(tmp_path, "[p\nsamples = "))
+    with pytest.raises(ProfileError, match="profiles file not found"):
+        profiles.load_profiles(tmp_path / "nope.toml")

@@ -1,0 +1,29 @@
+"""The study itself: one case per framework x model x attack x quantization x platform.
+
+Select with -k on the case id (``tensorflow-mobilenet_v2-bim-int8-mobile``) or with the
+markers (``-m pc``, ``-m device``). Each case measures its configuration on the
+adversarial PNGs and gates it against the committed threshold file.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness import suite
+from harness.metrics import gates as gating
+
+
+def test_configuration(configuration, study, run_options):
+    if configuration.platform == "device":
+        if not suite.attached_devices():
+            pytest.skip(suite.DEVICE_SKIP)
+        pytest.skip("a phone is attached, but the on-phone runner (android_harness/) is not built yet")
+    gate = run_options.gate_for(configuration)
+    record = study.evaluate(configuration)
+    verdicts = gating.check(gate, record)
+    record["gate"] = gate
+    record["verdicts"] = [v.describe(configuration.id) for v in verdicts]
+    record["passed"] = all(v.passed for v in verdicts)
+    suite.write_record(run_options, record)
+    failures = [v.describe(configuration.id) for v in verdicts if not v.passed]
+    assert not failures, "\n".join(failures)

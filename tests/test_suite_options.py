@@ -1,0 +1,116 @@
+"""The pytest layer's contract: usage errors exit 4 with the valid choices, device cases skip in one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.metrics import gates as gating
+from harness.study import Configuration, matrix
+
+pytestmark = pytest.mark.pc
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _pytest(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "pytest", "tests/test_matrix.py", "-p", "no:cacheprovider", "-q",
+           "--report-dir", str(tmp_path / "reports"), "--cache-dir", str(tmp_path / "cache"), *args]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def test_matrix_ids_are_readable_and_complete():
+    ids = [c.id for c in matrix()]
+    assert len(ids) == len(set(ids)) == 18 + 36 + 36  # pc float, mobile float+int8, device float+int8
+    assert "tensorflow-mobilenet_v2-bim-int8-mobile" in ids
+    assert "pytorch-resnet50-fgsm-int8-pc" not in ids  # not a paper configuration
+    assert Configuration.parse("pytorch-inception_v3-boundary-float-pc").attack == "boundary"
+    with pytest.raises(ValueError, match="must be framework-model-attack-quantization-platform"):
+        Configuration.parse("pytorch-inception_v3")
+
+
+def test_unknown_profile_is_a_usage_error(tmp_path):
+    result = _pytest("--profile", "turbo", tmp_path=tmp_path)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "--profile 'turbo' is not in profiles.toml; valid: ['default', 'paper', 'smoke']" in result.stderr
+
+
+def test_unknown_zoo_and_bad_numbers_are_usage_errors(tmp_path):
+    result = _pytest("--zoo", "cifar", tmp_path=tmp_path)
+    assert result.returncode == 4 and "invalid choice: 'cifar'" in result.stderr
+    result = _pytest("--samples", "0", tmp_path=tmp_path)
+    assert result.returncode == 4 and "--samples must be a positive integer, got 0" in result.stderr
+
+
+def test_empty_selection_is_a_usage_error_listing_choices(tmp_path):
+    result = _pytest("-k", "tensorflow-vgg16", tmp_path=tmp_path)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "no test case matches -k 'tensorflow-vgg16'" in result.stderr
+    assert "models ['inception_v3', 'mobilenet_v2', 'resnet50']" in result.stderr
+
+
+def test_threshold_file_naming_an_impossible_configuration_is_a_usage_error(tmp_path):
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"zoo": "mini", "profile": "default", "gates": {
+        "tensorflow-vgg16-fgsm-float-pc": {"max_success_rate": 0.5, "min_clean_accuracy": 0.9}}}))
+    result = _pytest("--thresholds", str(path), tmp_path=tmp_path)
+    assert result.returncode == 4
+    assert "configurations this run cannot produce: ['tensorflow-vgg16-fgsm-float-pc']" in result.stderr
+
+
+def test_device_cases_skip_with_one_line_when_no_phone_is_attached(tmp_path):
+    from harness import suite
+
+    if suite.attached_devices():
+        pytest.skip("a phone is attached to this machine")
+    result = _pytest("-m", "device", "-rs", tmp_path=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "36 skipped" in result.stdout
+    skip_lines = [line for line in result.stdout.splitlines() if line.startswith("SKIPPED")]
+    assert len(skip_lines) == 1 and "[36]" in skip_lines[0] and "adb devices" in skip_lines[0]
+
+
+def _valid_file(tmp_path, mutate):
+    gates = {c.id: {g: 0.5 for g in gating.required_gates(c.platform)} for c in matrix(("pc", "mobile"))}
+    document = {"zoo": "mini", "profile": "default", "gates": gates}
+    mutate(document)
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda d: d["gates"]["pytorch-resnet50-bim-int8-mobile"].pop("max_pc_gap"), "missing gate 'max_pc_gap'"),
+    (lambda d: d["gates"]["pytorch-resnet50-bim-int8-mobile"].update(max_speed=1), "unknown gates ['max_speed']"),
+    (lambda d: d["gates"]["pytorch-resnet50-bim-float-pc"].update(max_success_rate=1.5), "must be a number in [0, 1]"),
+    (lambda d: d.update(profile="paper"), "written for profile 'paper', this run uses 'default'"),
+    (lambda d: d.pop("gates"), "expected an object with a 'gates' object"),
+])
+def test_threshold_schema_is_validated(tmp_path, mutate, message):
+    path = _valid_file(tmp_path, mutate)
+    with pytest.raises(gating.ThresholdError, match=__import__("re").escape(message)):
+        gating.load_thresholds(path, [c.id for c in matrix()], "mini", "default")
+
+
+def test_valid_threshold_file_loads_and_gates_report_their_margin(tmp_path):
+    path = _valid_file(tmp_path, lambda d: None)
+    gates = gating.load_thresholds(path, [c.id for c in matrix()], "mini", "default")
+    assert len(gates) == 54
+    verdicts = gating.check({"max_success_rate": 0.5, "min_clean_accuracy": 0.9},
+                            {"success_rate": 0.62, "clean_accuracy": 0.95})
+    failed = [v for v in verdicts if not v.passed]
+    assert len(failed) == 1 and abs(failed[0].margin + 0.12) < 1e-9
+    assert "success_rate = 0.6200, gate max_success_rate wants at most 0.5000: FAILS by 0.1200" in \
+        failed[0].describe("x")
+
+
+def test_written_gates_pass_the_run_they_came_from():
+    measured = {"success_rate": 0.4, "clean_accuracy": 0.97, "pc_gap": 0.01, "adversarial_agreement_with_pc": 0.98}
+    gates = gating.gates_from_measurement("mobile", measured, 0.05)
+    assert gates == {"max_success_rate": 0.45, "min_clean_accuracy": 0.92, "max_pc_gap": 0.06,
+                     "min_pc_agreement": 0.93}
+    assert all(v.passed for v in gating.check(gates, measured))
+    assert set(gating.gates_from_measurement("pc", measured, 0.05)) == {"max_success_rate", "min_clean_accuracy"}
