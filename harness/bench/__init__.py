@@ -1,0 +1,1 @@
+"""Benchmark commands (``python -m harness.bench.<name>``); results go to ``reports/bench/``."""

@@ -1,0 +1,109 @@
+"""LiteRT (TFLite) on this host: ``ai_edge_litert.interpreter.Interpreter``.
+
+``num_threads`` is always set explicitly. Batches run in one ``invoke`` after
+``resize_tensor_input`` + ``allocate_tensors`` (re-done only when the batch size changes).
+The op resolver is selectable, because int8 outputs differ between kernels by a rounding
+step: ``default`` (LiteRT's default, with the XNNPACK delegate applied), ``builtin`` (the
+optimised builtin kernels without default delegates) and ``reference`` (the reference
+kernels). A model with int8 input/output tensors is fed through its quantization
+parameters, so bring-your-own fully-int8 models also run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from harness.runtime.base import InputMismatchError, ModelFileError, Runtime, RuntimeRequest, Timer
+
+# our name -> OpResolverType member name
+RESOLVERS = {
+    "default": "AUTO",
+    "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES",
+    "reference": "BUILTIN_REF",
+}
+ALIASES = {"xnnpack": "default", "auto": "default"}
+
+
+def resolver_name(resolver: str | None) -> str:
+    name = ALIASES.get(resolver or "default", resolver or "default")
+    if name not in RESOLVERS:
+        raise ValueError(f"unknown LiteRT op resolver {resolver!r}; expected one of {sorted(RESOLVERS) + sorted(ALIASES)}")
+    return name
+
+
+class LiteRTRuntime(Runtime):
+    def __init__(self, request: RuntimeRequest):
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        path = request.model_file()
+        super().__init__(request, path)
+        self.resolver = resolver_name(request.options.get("resolver"))
+        self.op_resolver_type = RESOLVERS[self.resolver]
+        if not isinstance(self.threads, int) or self.threads < 1:
+            raise ValueError(f"{path}: LiteRT num_threads must be a positive int, got {self.threads!r}")
+        if path is None or not path.is_file():
+            raise ModelFileError(f"{path}: .tflite file not found")
+        with Timer() as t:
+            try:
+                self.interpreter = Interpreter(
+                    model_path=str(path), num_threads=self.threads,
+                    experimental_op_resolver_type=getattr(OpResolverType, self.op_resolver_type),
+                )
+                self.interpreter.allocate_tensors()
+            except (ValueError, RuntimeError) as exc:
+                raise ModelFileError(f"{path}: LiteRT cannot load this model ({exc})") from exc
+            self._check_signature(path)
+        self.load_seconds = t.seconds
+        self._batch = 1
+
+    def _check_signature(self, path: Path) -> None:
+        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelFileError(f"{path}: expected one input and one output, found {len(inputs)} and {len(outputs)}")
+        self._input, self._output = inputs[0], outputs[0]
+        s = self.spec
+        expected = (s.input_size, s.input_size, 3)
+        if tuple(int(d) for d in self._input["shape"][1:]) != expected:
+            raise ModelFileError(
+                f"{path}: model input shape {tuple(self._input['shape'])} does not match "
+                f"{s.id}'s (N, {expected[0]}, {expected[1]}, 3)"
+            )
+        if int(self._output["shape"][-1]) != s.num_classes:
+            raise ModelFileError(
+                f"{path}: model output shape {tuple(self._output['shape'])} does not match {s.id}'s {s.num_classes} classes"
+            )
+        self.input_dtype = np.dtype(self._input["dtype"])
+        self.output_dtype = np.dtype(self._output["dtype"])
+
+    def _resize(self, n: int) -> None:
+        if n != self._batch:
+            shape = [n, *(int(d) for d in self._input["shape"][1:])]
+            self.interpreter.resize_tensor_input(self._input["index"], shape, strict=True)
+            self.interpreter.allocate_tensors()
+            self._batch = n
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        if batch.shape[1:] != tuple(int(d) for d in self._input["shape"][1:]):
+            raise InputMismatchError(f"{self.model_path}: input tensor {batch.shape} does not fit {tuple(self._input['shape'])}")
+        self._resize(len(batch))
+        x = batch
+        if self.input_dtype != np.float32:
+            scale, zero = self._input["quantization"]
+            info = np.iinfo(self.input_dtype)
+            x = np.clip(np.round(batch / scale + zero), info.min, info.max)
+        self.interpreter.set_tensor(self._input["index"], np.ascontiguousarray(x, dtype=self.input_dtype))
+        self.interpreter.invoke()
+        out = self.interpreter.get_tensor(self._output["index"])
+        if self.output_dtype != np.float32:
+            scale, zero = self._output["quantization"]
+            out = (out.astype(np.float32) - zero) * scale
+        return out
+
+    def describe(self) -> dict:
+        return {**super().describe(), "op_resolver_type": self.op_resolver_type,
+                "input_dtype": self.input_dtype.name, "output_dtype": self.output_dtype.name}
+
+    def close(self) -> None:
+        self.interpreter = None

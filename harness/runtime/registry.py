@@ -1,0 +1,87 @@
+"""Platforms: adapters from a :class:`RuntimeRequest` to a :class:`Runtime`.
+
+``pc`` runs the framework itself; ``mobile`` runs the mobile runtime on this host and
+picks the runtime by the artefact's format (``tflite`` -> LiteRT, ``ptl`` -> PyTorch lite
+interpreter). Later platforms (``arm64`` under user-mode emulation, ``device`` over ADB)
+and formats (ExecuTorch ``.pte``) register here; callers only name them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Protocol
+
+from harness.runtime.base import ModelFileError, Runtime, RuntimeRequest, UnsupportedConfiguration
+
+
+class Platform(Protocol):
+    name: str
+
+    def open(self, request: RuntimeRequest) -> Runtime: ...
+
+
+class PCPlatform:
+    name = "pc"
+
+    def open(self, request: RuntimeRequest) -> Runtime:
+        if request.spec.framework == "tensorflow":
+            from harness.runtime.keras_runtime import KerasPCRuntime
+
+            return KerasPCRuntime(request)
+        if request.spec.framework == "pytorch":
+            from harness.runtime.torch_runtime import TorchPCRuntime
+
+            return TorchPCRuntime(request)
+        raise UnsupportedConfiguration(f"pc platform: unknown framework {request.spec.framework!r}")
+
+
+def _litert(request: RuntimeRequest) -> Runtime:
+    from harness.runtime.litert import LiteRTRuntime
+
+    return LiteRTRuntime(request)
+
+
+def _torch_lite(request: RuntimeRequest) -> Runtime:
+    from harness.runtime.torch_runtime import TorchLiteRuntime
+
+    return TorchLiteRuntime(request)
+
+
+# model file format -> runtime on this host
+MOBILE_RUNTIMES: dict[str, Callable[[RuntimeRequest], Runtime]] = {"tflite": _litert, "ptl": _torch_lite}
+
+
+def artifact_format(artifact) -> str:
+    if isinstance(artifact, (str, Path)):
+        return Path(artifact).suffix.lstrip(".")
+    return artifact.format
+
+
+class MobilePlatform:
+    name = "mobile"
+
+    def open(self, request: RuntimeRequest) -> Runtime:
+        if request.artifact is None:
+            raise UnsupportedConfiguration(
+                f"{request.spec.id}: the mobile platform runs a converted model file; pass the artefact "
+                "from harness.convert.convert(...) or a .tflite/.ptl path"
+            )
+        fmt = artifact_format(request.artifact)
+        if fmt not in MOBILE_RUNTIMES:
+            raise ModelFileError(f"{request.model_file()}: no mobile runtime for format {fmt!r}; have {sorted(MOBILE_RUNTIMES)}")
+        return MOBILE_RUNTIMES[fmt](request)
+
+
+PLATFORMS: dict[str, Platform] = {}
+
+
+def register_platform(platform: Platform) -> None:
+    PLATFORMS[platform.name] = platform
+
+
+def register_mobile_runtime(fmt: str, factory: Callable[[RuntimeRequest], Runtime]) -> None:
+    MOBILE_RUNTIMES[fmt] = factory
+
+
+register_platform(PCPlatform())
+register_platform(MobilePlatform())

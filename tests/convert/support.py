@@ -1,0 +1,75 @@
+"""What the convert, runtime and metrics tests share: the trained mini zoo, converted once per process.
+
+Every expensive step is memoised here (not only in fixtures), so the tests of the three
+directories share one conversion and one inference per configuration, and the
+artefact cache (``$HARNESS_CACHE_DIR`` or ``.cache/artifacts``) shares them across runs
+and pytest-xdist workers.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from harness.cache import ArtifactCache
+from harness.convert import convert
+from harness.data import fashion_mnist
+from harness.data.dataset import ImageDataset
+from harness.metrics import Measurement, measure
+from harness.runtime import open_runtime
+from harness.zoo import mini
+from harness.zoo.base import FRAMEWORKS, MODELS
+
+CALIBRATION_SIZE = 1000  # the paper's count; all of the committed train subset
+EVALUATION_SIZE = 1000  # the first 1000 of the committed test subset (natural clean accuracy)
+SEED = 0
+MINI = [(f, n) for f in FRAMEWORKS for n in MODELS]
+MINI_IDS = [f"{f}-{n}" for f, n in MINI]
+
+
+@functools.cache
+def cache() -> ArtifactCache:
+    return ArtifactCache()
+
+
+@functools.cache
+def trained(framework: str, name: str):
+    return mini.load(framework, name)
+
+
+@functools.cache
+def calibration() -> ImageDataset:
+    pool = fashion_mnist.load("train", "fixtures")
+    try:
+        from harness.data.samples import calibration_set
+    except ImportError:
+        return pool.select(pool.ids[:CALIBRATION_SIZE])
+    return calibration_set(pool, CALIBRATION_SIZE, SEED)
+
+
+@functools.cache
+def evaluation() -> ImageDataset:
+    test = fashion_mnist.load("test", "fixtures")
+    return test.select(test.ids[:EVALUATION_SIZE])
+
+
+@functools.cache
+def artifact(framework: str, name: str, quantization: str):
+    return convert(trained(framework, name), quantization, calibration(), cache())
+
+
+@functools.cache
+def measurement(framework: str, name: str, quantization: str, platform: str) -> Measurement:
+    """One configuration measured on the evaluation samples against the PC float logits."""
+    model = trained(framework, name)
+    reference = None
+    if (quantization, platform) != ("float", "pc"):
+        reference = measurement(framework, name, "float", "pc")
+    art = None if (quantization, platform) == ("float", "pc") else artifact(framework, name, quantization)
+    with open_runtime(platform, model, art, quantization=quantization, threads=1) as runtime:
+        return measure(runtime, evaluation(), reference)
+
+
+def logits(framework: str, name: str, quantization: str, platform: str) -> np.ndarray:
+    return measurement(framework, name, quantization, platform).logits
