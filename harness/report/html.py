@@ -1,0 +1,367 @@
+"""The self-contained HTML report: one page, no external files, scripts or stylesheets.
+
+Figures are embedded as base64 data URIs; every text is HTML-escaped; every number in a
+table links to its configuration's row in the full results table (anchor
+``cfg-<configuration id>``), so each number can be traced to the configuration it came from.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+from html import escape
+from typing import Any, Iterable, Mapping, Sequence
+
+from harness.report.figures import ReportFigure
+from harness.report.records import (ATTACK_NAMES, MODEL_NAMES, PLATFORM_NAMES, axis_values, framework_name)
+from harness.report.stats import format_a, format_p, format_pct, format_pp
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:1.5em auto;max-width:1250px;
+color:#222;line-height:1.4;padding:0 1em}
+h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ccc;margin-top:1.8em}h3{font-size:1.05em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.82em}
+th,td{border:1px solid #ccc;padding:2px 6px;text-align:right;vertical-align:top}
+th{background:#f2f2f2}td.l,th.l{text-align:left}
+tr.fail td{background:#fde8e8}tr:target td{background:#fff6c2}
+.pass{color:#0a7a0a;font-weight:600}.fail-word{color:#b00000;font-weight:600}
+.answer{background:#f7f9fc;border-left:4px solid #3b73b9;padding:.5em .8em;margin:.6em 0}
+figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{font-size:.85em;color:#444}code{font-size:.95em}.small{font-size:.8em;color:#555}
+a{color:#1a4f9c;text-decoration:none}a:hover{text-decoration:underline}
+"""
+
+
+def anchor(cid: str) -> str:
+    return "cfg-" + cid
+
+
+def _link(cid: str, text: str | None = None) -> str:
+    return f'<a href="#{escape(anchor(cid))}">{escape(cid if text is None else text)}</a>'
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.{digits}f}"
+
+
+def _bytes(n: Any) -> str:
+    if n is None:
+        return "n/a"
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def _hms(seconds: Any) -> str:
+    if seconds is None:
+        return "n/a"
+    s = float(seconds)
+    h, rem = divmod(int(round(s)), 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h:02d}:{m:02d}:{sec:02d} ({s:.1f} s)"
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], row_attrs: Sequence[str] | None = None,
+           left: int = 1) -> str:
+    """headers are plain text (escaped here); cells are already-escaped HTML."""
+    head = "".join(f'<th class="l">{escape(h)}</th>' if i < left else f"<th>{escape(h)}</th>"
+                   for i, h in enumerate(headers))
+    body = []
+    for r, row in enumerate(rows):
+        attrs = row_attrs[r] if row_attrs else ""
+        cells = "".join(f'<td class="l">{c}</td>' if i < left else f"<td>{c}</td>" for i, c in enumerate(row))
+        body.append(f"<tr{attrs}>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _json_text(value: Any) -> str:
+    return escape(json.dumps(value, sort_keys=True, default=str)) if not isinstance(value, str) else escape(value)
+
+
+def _mapping_table(mapping: Mapping[str, Any]) -> str:
+    if not mapping:
+        return '<p class="small">(none recorded)</p>'
+    return _table(["key", "value"], [[escape(str(k)), f'<code>{_json_text(v)}</code>']
+                                     for k, v in sorted(mapping.items(), key=lambda kv: str(kv[0]))], left=2)
+
+
+# ----------------------------------------------------------------------------- gates
+def _gate_fields() -> dict[str, tuple[str, str]]:
+    """gate name -> (measured field, "max"|"min"), from the suite's gate definitions when importable."""
+    try:
+        from harness.metrics.gates import GATES
+        return {k: (v[0], v[1]) for k, v in GATES.items()}
+    except Exception:  # the report stage stays usable on its own
+        return {}
+
+
+def gate_verdicts(record: Mapping[str, Any], known: Mapping[str, tuple[str, str]] | None = None) -> list[dict]:
+    """Each gate of a record with its measured value (when the record has it) and whether it holds."""
+    known = _gate_fields() if known is None else known
+    out = []
+    for name, limit in sorted(record.get("gate", {}).items()):
+        field, direction = known.get(name, (None, None))
+        if field is None and name.startswith(("max_", "min_")):
+            field, direction = name[4:], name[:3]
+        measured = record.get(field) if field else None
+        holds = None
+        if isinstance(measured, (int, float)) and not isinstance(measured, bool):
+            holds = measured <= limit + 1e-12 if direction == "max" else measured >= limit - 1e-12
+        out.append({"gate": name, "limit": float(limit), "field": field, "direction": direction,
+                    "measured": measured, "holds": holds})
+    return out
+
+
+def _gate_cell(record: Mapping[str, Any]) -> str:
+    parts = []
+    for v in gate_verdicts(record):
+        op = {"max": "\u2264", "min": "\u2265"}.get(v["direction"], "=")
+        text = f"{v['gate']} {op} {v['limit']:.4f}"
+        if v["measured"] is not None:
+            text += f" (measured {v['field']} = {_num(v['measured'], 4)})"
+        cls = {True: "pass", False: "fail-word"}.get(v["holds"], "")
+        mark = {True: " \u2713", False: " \u2717"}.get(v["holds"], "")
+        parts.append(f'<span class="{cls}">{escape(text + mark)}</span>')
+    return "<br>".join(parts) if parts else '<span class="small">none</span>'
+
+
+# ----------------------------------------------------------------------------- sections
+def _header(run_info: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> str:
+    run = run_info.get("run", "")
+    date = run_info.get("date") or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    profile = run_info.get("profile") or {}
+    profile_name = profile.get("name", "") if isinstance(profile, Mapping) else str(profile)
+    failed = [r for r in records if not r["passed"]]
+    rows = [["run", escape(str(run))], ["date", escape(str(date))], ["zoo", escape(str(run_info.get("zoo", "")))],
+            ["profile", escape(str(profile_name))],
+            ["configurations", f"{len(records)} ({len(records) - len(failed)} passed, {len(failed)} failed)"]]
+    if failed:
+        rows.append(["failed", ", ".join(_link(r["config_id"]) for r in failed)])
+    extra = {k: v for k, v in run_info.items()
+             if k not in ("run", "date", "zoo", "profile", "versions", "environment")}
+    out = [f"<h1>On-device robustness report{(': ' + escape(str(run))) if run else ''}</h1>",
+           _table(["", ""], [[escape(k), v] for k, v in rows], left=2)]
+    out.append("<details open><summary>Profile</summary>" +
+               (_mapping_table(profile) if isinstance(profile, Mapping) else escape(str(profile))) + "</details>")
+    out.append("<details><summary>Library versions</summary>" + _mapping_table(run_info.get("versions") or {}) +
+               "</details>")
+    out.append("<details><summary>Environment</summary>" + _mapping_table(run_info.get("environment") or {}) +
+               "</details>")
+    if extra:
+        out.append("<details><summary>Other run information</summary>" + _mapping_table(extra) + "</details>")
+    return "\n".join(out)
+
+
+def _linkify_ids(escaped_text: str, ids: Iterable[str]) -> str:
+    ids = sorted(set(ids), key=len, reverse=True)
+    if not ids:
+        return escaped_text
+    pattern = re.compile(r"(?<![\w-])(" + "|".join(re.escape(escape(i)) for i in ids) + r")(?![\w-])")
+    return pattern.sub(lambda m: f'<a href="#cfg-{m.group(1)}">{m.group(1)}</a>', escaped_text)
+
+
+def _answers(statistics: Mapping[str, Any], ids: Sequence[str]) -> str:
+    titles = {"rq1": "RQ1: how robust is each mobile framework (TFLite vs PyTorch Mobile)?",
+              "rq2": "RQ2: does robustness change between the PC framework and its mobile runtime?",
+              "rq3": "RQ3: what does post-training int8 quantization do to robustness?"}
+    out = ["<h2 id=\"answers\">Answers to the research questions</h2>",
+           '<p class="small">Generated from this run\'s numbers; tests and definitions in '
+           '<a href="#methods">Methods</a>.</p>']
+    for rq, title in titles.items():
+        text = statistics.get("answers", {}).get(rq, "")
+        out.append(f'<h3 id="{rq}">{escape(title)}</h3><div class="answer">{_linkify_ids(escape(text), ids)}</div>')
+    return "\n".join(out)
+
+
+def _summary_table(statistics: Mapping[str, Any]) -> str:
+    rows = []
+    for rq in ("rq1", "rq2", "rq3"):
+        for platform, s in (statistics.get(rq) or {}).items():
+            w = s["wilcoxon"]
+            rows.append([escape(f"{rq.upper()} {platform}"), escape(f"{s['x_label']} vs {s['y_label']}"),
+                         str(s["n_pairs"]), str(s["n_x_lower"]), str(s["n_x_higher"]), str(s["n_equal"]),
+                         escape(format_pp(s["median_difference"])),
+                         escape(_num(w["statistic"], 1)), escape(format_p(w["p_value"])), escape(w["status"]),
+                         escape(format_a(s["a"])), escape(str(s["a_magnitude"] or "n/a")),
+                         escape(format_a(s["a_matched"])),
+                         escape(f"{s['mcnemar_significant']}/{s['mcnemar_tested']} "
+                                f"({s['mcnemar_significant_bh']} BH)")])
+    if not rows:
+        return ""
+    return ("<h3>Tests across configurations</h3>" +
+            _table(["question", "x vs y", "pairs", "x lower", "x higher", "equal", "median x\u2212y",
+                    "Wilcoxon W", "Wilcoxon p", "status", "A(x, y)", "magnitude", "matched A",
+                    "McNemar p<\u03b1"], rows, left=2))
+
+
+def _figures(figures: Sequence[ReportFigure]) -> str:
+    out = ['<h2 id="figures">Figures</h2>']
+    for f in figures:
+        out.append(f'<figure id="{escape(f.key)}"><img alt="{escape(f.title)}" src="{f.data_uri()}">'
+                   f"<figcaption><b>{escape(f.title)}.</b> {escape(f.caption)}</figcaption></figure>")
+    return "\n".join(out)
+
+
+def _index(records):
+    return {(r["framework"], r["model"], r["attack"], r["quantization"], r["platform"]): r for r in records}
+
+
+def _inference_tables(records: Sequence[Mapping[str, Any]]) -> str:
+    idx = _index(records)
+    out = ['<h2 id="inference-time">Inference time</h2>',
+           '<p class="small">Seconds to classify the whole adversarial set of the configuration '
+           '(per framework, model and quantization; one column pair per framework). Speed-up = float / int8.</p>']
+    platforms = axis_values(records, "platform")
+    for platform in [p for p in platforms if p != "pc"] + [p for p in platforms if p == "pc"]:
+        recs = [r for r in records if r["platform"] == platform]
+        frameworks = axis_values(recs, "framework")
+        quants = axis_values(recs, "quantization")
+        headers = ["model", "attack"]
+        for f in frameworks:
+            headers += [f"{framework_name(f, platform)} {q} (s)" for q in quants]
+            if "float" in quants and "int8" in quants:
+                headers.append(f"{framework_name(f, platform)} speed-up")
+        rows = []
+        for model in axis_values(recs, "model"):
+            for attack in axis_values(recs, "attack"):
+                row = [escape(MODEL_NAMES.get(model, model)), escape(ATTACK_NAMES.get(attack, attack))]
+                for f in frameworks:
+                    times = {}
+                    for q in quants:
+                        rec = idx.get((f, model, attack, q, platform))
+                        times[q] = rec["inference_seconds"] if rec else None
+                        row.append(_link(rec["config_id"], _num(rec["inference_seconds"])) if rec else "\u2014")
+                    if "float" in quants and "int8" in quants:
+                        fl, i8 = times.get("float"), times.get("int8")
+                        row.append(f"{fl / i8:.2f}\u00d7" if fl and i8 else "n/a")
+                rows.append(row)
+        out.append(f"<h3>{escape(PLATFORM_NAMES.get(platform, platform))}</h3>" + _table(headers, rows, left=2))
+    return "\n".join(out)
+
+
+def _generation_table(records: Sequence[Mapping[str, Any]]) -> str:
+    """Generation time per model, framework and attack, from the PC float record of each set."""
+    rows = []
+    attacks = axis_values(records, "attack")
+    for model in axis_values(records, "model"):
+        for f in axis_values(records, "framework"):
+            row = [escape(MODEL_NAMES.get(model, model)), escape(framework_name(f, "pc"))]
+            for attack in attacks:
+                cands = [r for r in records if (r["framework"], r["model"], r["attack"]) == (f, model, attack)]
+                cands.sort(key=lambda r: (r["platform"] != "pc", r["quantization"] != "float"))
+                rec = next((r for r in cands if r["generation_seconds"] is not None), None)
+                row.append(_link(rec["config_id"], _hms(rec["generation_seconds"])) if rec else "n/a")
+            rows.append(row)
+    return ('<h2 id="generation-time">Adversarial generation time</h2>'
+            '<p class="small">Time to generate the adversarial set on the PC float model '
+            '(hh:mm:ss); the link goes to the configuration the time was read from.</p>' +
+            _table(["model", "framework"] + [ATTACK_NAMES.get(a, a) for a in attacks], rows, left=2))
+
+
+def _comparison_table(comparisons: Sequence[Mapping[str, Any]], subject: str, reference: str) -> str:
+    headers = ["configuration", "reference", f"{subject} success [95% CI]", f"{reference} success [95% CI]",
+               "change", "paired n", "b", "c", "McNemar p", "BH p"]
+    rows = []
+    for c in comparisons:
+        rows.append([_link(c["config_id"]), _link(c["reference_id"]),
+                     escape(format_pct(c["success_rate"])) + " " + c.get("_ci", ""),
+                     escape(format_pct(c["reference_success_rate"])) + " " + c.get("_ref_ci", ""),
+                     escape(format_pp(c["difference"])), str(c["n_paired"]),
+                     _num(c["b"]), _num(c["c"]), escape(format_p(c["p_value"])), escape(format_p(c["p_value_bh"]))])
+    return _table(headers, rows, left=2)
+
+
+def _ci_text(rec: Mapping[str, Any]) -> str:
+    lo, hi = rec["success_rate_ci"]
+    return f'<span class="small">[{100 * lo:.1f}, {100 * hi:.1f}]</span>'
+
+
+def _with_ci(comparisons, by_id):
+    out = []
+    for c in comparisons:
+        c = dict(c)
+        c["_ci"] = _ci_text(by_id[c["config_id"]])
+        c["_ref_ci"] = _ci_text(by_id[c["reference_id"]])
+        out.append(c)
+    return out
+
+
+def _results_table(records: Sequence[Mapping[str, Any]]) -> str:
+    headers = ["configuration", "n", "success", "95% CI", "before rounding", "clean acc.", "clean agr. PC",
+               "adv. agr. PC", "model size", "inference (s)", "generation (s)", "gates", "result"]
+    rows, attrs = [], []
+    for r in records:
+        lo, hi = r["success_rate_ci"]
+        cid = r["config_id"]
+        rows.append([f'<a href="#{escape(anchor(cid))}">{escape(cid)}</a>', str(r["n_samples"]),
+                     escape(format_pct(r["n_success"] / r["n_samples"])),
+                     escape(f"[{100 * lo:.1f}, {100 * hi:.1f}]"),
+                     escape(format_pct(r["success_rate_before_rounding"])),
+                     escape(format_pct(r["clean_accuracy"])), escape(format_pct(r["agreement_with_pc"])),
+                     escape(format_pct(r["adversarial_agreement_with_pc"])),
+                     f'<span title="{escape(str(r["model_bytes"]))} bytes">{escape(_bytes(r["model_bytes"]))}</span>',
+                     escape(_num(r["inference_seconds"])), escape(_num(r["generation_seconds"])),
+                     _gate_cell(r),
+                     '<span class="pass">pass</span>' if r["passed"] else '<span class="fail-word">FAIL</span>'])
+        attrs.append(f' id="{escape(anchor(cid))}"' + ("" if r["passed"] else ' class="fail"'))
+    return ('<h2 id="results">All configurations</h2>'
+            '<p class="small">One row per configuration (framework-model-attack-quantization-platform). '
+            'Success = share of the adversarial samples the platform misclassifies; before rounding = the '
+            "attack's own success on the PC float model before the uint8 PNG round trip.</p>" +
+            _table(headers, rows, attrs, left=1))
+
+
+def _methods(statistics: Mapping[str, Any]) -> str:
+    items = "".join(f"<li><b>{escape(k)}</b>: {escape(str(v))}</li>"
+                    for k, v in (statistics.get("methods") or {}).items())
+    return (f'<h2 id="methods">Methods</h2><ul>{items}</ul>'
+            f'<p class="small">\u03b1 = {escape(str(statistics.get("alpha")))}; '
+            "the full numbers are in statistics.json beside this page.</p>")
+
+
+def render_html(records: Sequence[Mapping[str, Any]], statistics: Mapping[str, Any],
+                figures: Sequence[ReportFigure], run_info: Mapping[str, Any]) -> str:
+    """The whole page. ``records`` must be validated (see ``records.validate_records``)."""
+    by_id = {r["config_id"]: r for r in records}
+    ids = list(by_id)
+    quant = statistics.get("quantization_comparisons") or []
+    plat = statistics.get("platform_comparisons") or []
+    title = f"On-device robustness report {run_info.get('run', '')}".strip()
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
+        _header(run_info, records),
+        '<p class="small">Contents: <a href="#answers">answers</a> \u00b7 <a href="#figures">figures</a> \u00b7 '
+        '<a href="#inference-time">inference time</a> \u00b7 <a href="#generation-time">generation time</a> '
+        '\u00b7 <a href="#quantization-effect">quantization effect</a> \u00b7 <a href="#pc-vs-mobile">PC vs '
+        'mobile</a> \u00b7 <a href="#results">all configurations</a> \u00b7 <a href="#methods">methods</a></p>',
+        _answers(statistics, ids),
+        _summary_table(statistics),
+        _figures(figures),
+        _inference_tables(records),
+        _generation_table(records),
+        '<h2 id="quantization-effect">Quantization effect</h2>'
+        '<p class="small">int8 vs float on the same platform and the same adversarial PNGs; b = samples only '
+        "the int8 model misclassifies, c = samples only the float model misclassifies; McNemar's exact test; "
+        "BH = Benjamini-Hochberg adjusted over this table.</p>" +
+        (_comparison_table(_with_ci(quant, by_id), "int8", "float") if quant else "<p>No float/int8 pairs.</p>"),
+        '<h2 id="pc-vs-mobile">PC vs mobile</h2>'
+        '<p class="small">Each mobile (or device) configuration against the PC float model of the same '
+        "framework, model and attack, on the same adversarial PNGs; b = samples only the mobile model "
+        "misclassifies, c = samples only the PC model misclassifies.</p>" +
+        (_comparison_table(_with_ci(plat, by_id), "mobile", "PC") if plat else "<p>No PC/mobile pairs.</p>"),
+        _results_table(records),
+        _methods(statistics),
+        "</body></html>",
+    ]
+    return "\n".join(p for p in parts if p) + "\n"
