@@ -44,8 +44,12 @@ class FoolboxModel:
             self.fmodel = foolbox.PyTorchModel(model.module.eval(), bounds=(0, 1), preprocessing=preprocessing,
                                                device="cpu")
         else:
-            self._tf = import_tensorflow()
-            self.fmodel = foolbox.TensorFlowModel(model.module, bounds=(0, 1), preprocessing=preprocessing)
+            self._tf = tf = import_tensorflow()
+            keras_model = model.module
+            # A traced graph instead of eager Keras calls: Boundary makes thousands of
+            # small calls, and eager dispatch made it ~3x slower. Gradients still flow.
+            graph = tf.function(lambda x: keras_model(x, training=False), reduce_retracing=True)
+            self.fmodel = foolbox.TensorFlowModel(graph, bounds=(0, 1), preprocessing=preprocessing)
 
     def tensors(self, images01: np.ndarray, labels: np.ndarray):
         images01 = np.ascontiguousarray(images01, dtype=np.float32)
@@ -127,7 +131,8 @@ class Boundary(Attack):
     def run(self, model, images01, labels, seed):
         import foolbox
 
-        init = foolbox.attacks.LinearSearchBlendedUniformNoiseAttack(steps=50)
+        init = foolbox.attacks.LinearSearchBlendedUniformNoiseAttack(
+            directions=int(self.params["init_directions"]), steps=50)  # steps=50: Foolbox's Boundary default
         starts = images01.copy()
         pending = np.arange(len(images01))
         for attempt in range(int(self.params["init_retries"]) + 1):

@@ -38,7 +38,7 @@ class Profile:
 _REQUIRED = {
     "fgsm": {"eps"},
     "bim": {"eps", "steps", "rel_stepsize"},
-    "boundary": {"steps", "spherical_step", "source_step", "init_retries"},
+    "boundary": {"steps", "spherical_step", "source_step", "init_directions", "init_retries"},
 }
 
 
@@ -81,8 +81,9 @@ def _parse(path: Path, name: str, body: dict) -> Profile:
                                f"missing {sorted(missing)}, unknown {sorted(unknown)}")
         if "eps" in params and not (isinstance(params["eps"], (int, float)) and 0 < params["eps"] <= 1):
             raise ProfileError(f"{where}: {attack}.eps must be in (0, 1] on the [0, 1] pixel scale, got {params['eps']!r}")
-        if "steps" in params:
-            positive_int(f"{attack}.steps", params["steps"])
+        for key in ("steps", "init_directions"):
+            if key in params:
+                positive_int(f"{attack}.{key}", params[key])
         if "init_retries" in params and (not isinstance(params["init_retries"], int) or params["init_retries"] < 0):
             raise ProfileError(f"{where}: {attack}.init_retries must be a non-negative integer")
         for key in ("rel_stepsize", "spherical_step", "source_step"):

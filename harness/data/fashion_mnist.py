@@ -15,7 +15,6 @@ Images become 3-channel uint8 at the mini zoo's input size (28x28 zero-padded to
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.cache import file_sha256 as sha256_of
 from harness.data.dataset import DataError, ImageDataset
 
 CLASS_NAMES = (
@@ -87,14 +87,6 @@ def write_idx(path: Path, array: np.ndarray) -> None:
     array = np.ascontiguousarray(array, dtype=np.uint8)
     header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
     _atomic_write(Path(path), lambda fh: fh.write(gzip.compress(header + array.tobytes(), mtime=0)))
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def to_model_images(gray: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from harness.cache import file_sha256 as file_digest  # noqa: F401  (re-exported for the zoos)
 from harness.data.preprocessing import Normalization
 
 FRAMEWORKS = ("tensorflow", "pytorch")
@@ -67,14 +67,6 @@ class ZooModel:
 
     def predict(self, images: np.ndarray, batch_size: int = 250) -> np.ndarray:
         return self.predict_logits(images, batch_size).argmax(axis=1)
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_choice(kind: str, value: str, valid) -> None:

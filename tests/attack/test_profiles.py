@@ -15,6 +15,7 @@ def test_paper_profile_is_exactly_the_paper():
     assert paper.attack_params("bim") == {"eps": 0.005, "steps": 10, "rel_stepsize": 0.2}
     boundary = paper.attack_params("boundary")
     assert (boundary["steps"], boundary["spherical_step"], boundary["source_step"]) == (5000, 0.01, 0.01)
+    assert boundary["init_directions"] == 1000  # Foolbox's LinearSearchBlendedUniformNoiseAttack default
 
 
 def test_all_committed_profiles_load_and_default_uses_whole_grey_levels():
@@ -37,7 +38,7 @@ seed = 0
 attack_batch_size = 5
 fgsm = { eps = EPS }
 bim = { eps = 0.1, steps = 2, rel_stepsize = 0.2 }
-boundary = { steps = 3, spherical_step = 0.01, source_step = 0.01, init_retries = 1 }
+boundary = { steps = 3, spherical_step = 0.01, source_step = 0.01, init_directions = 5, init_retries = 1 }
 """
 
 

@@ -1,0 +1,53 @@
+"""The study's figures on the mini zoo (default profile) and its records' contract."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.attack.profiles import load_profile
+from harness.cache import ArtifactCache
+from harness.study import Configuration, Study
+from harness.zoo.base import FRAMEWORKS, MODELS
+
+pytestmark = pytest.mark.pc
+
+
+@pytest.fixture(scope="module")
+def default_study():
+    study = Study("mini", load_profile("default"), ArtifactCache(log=lambda m: None), log=lambda m: None)
+    yield study
+    study.close()
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("model", MODELS)
+def test_bim_fools_at_least_as_often_as_fgsm(default_study, framework, model):
+    """The paper's white-box finding, on the default profile: iterating never does worse."""
+    fgsm = default_study.adversarial_set(framework, model, "fgsm")
+    bim = default_study.adversarial_set(framework, model, "bim")
+    assert len(fgsm.ids) == len(bim.ids) == default_study.profile.samples
+    assert bim.success_after_rounding >= fgsm.success_after_rounding, (
+        f"{framework}/{model}: BIM {bim.success_after_rounding:.3f} < FGSM {fgsm.success_after_rounding:.3f}")
+    # the default eps is chosen so success rates can still show differences
+    assert 0.05 < fgsm.success_after_rounding < 0.95
+
+
+def test_selection_is_an_artefact_shared_by_every_study(default_study):
+    again = Study("mini", load_profile("default"), default_study.cache, log=lambda m: None)
+    assert again.selection.ids.tolist() == default_study.selection.ids.tolist()
+    assert again.selection.pool_size >= default_study.profile.samples
+    assert default_study.calibration.split == "train" and len(default_study.calibration) == 200
+
+
+def test_a_record_carries_every_field_the_report_needs(default_study):
+    record = default_study.evaluate(Configuration("pytorch", "resnet50", "fgsm", "int8", "mobile"))
+    for field in ("framework", "model", "attack", "quantization", "platform", "n_samples", "success_rate",
+                  "success_rate_before_rounding", "clean_accuracy", "agreement_with_pc",
+                  "adversarial_agreement_with_pc", "model_bytes", "inference_seconds", "generation_seconds"):
+        assert record[field] is not None, field
+    assert record["n_samples"] == len(record["per_sample_success"]) == 300
+    assert abs(record["success_rate"] - sum(record["per_sample_success"]) / 300) < 1e-12
+    pc = default_study.evaluate(Configuration("pytorch", "resnet50", "fgsm", "float", "pc"))
+    assert pc["clean_accuracy"] == 1.0, "evaluation samples are the ones every model gets right"
+    assert pc["adversarial_agreement_with_pc"] == 1.0 and pc["pc_gap"] == 0.0
+    assert record["model_bytes"] < pc["model_bytes"]
