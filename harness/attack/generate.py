@@ -29,7 +29,7 @@ from harness.data.dataset import ImageDataset
 from harness.zoo.base import ZooModel
 
 KIND = "advset"
-FORMAT = 2  # bump when generation code changes the bytes it writes
+FORMAT = 3  # bump when generation code changes the bytes it writes
 
 
 def library_versions(framework: str) -> dict:

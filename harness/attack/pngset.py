@@ -39,7 +39,7 @@ def encode_png(image: np.ndarray) -> bytes:
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
         raise PngSetError(f"PNG images must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
     buffer = io.BytesIO()
-    Image.fromarray(image, mode="RGB").save(buffer, format="PNG", optimize=False, compress_level=6)
+    Image.fromarray(image, mode="RGB").save(buffer, format="PNG", optimize=False, compress_level=1)  # lossless at any level; 1 is fastest
     return buffer.getvalue()
 
 
@@ -73,8 +73,7 @@ def write_set(directory: Path, ids, images: np.ndarray, records: list[dict], inf
     for sample_id, image, record in zip(ids, images, records):
         path = directory / PNG_DIR / f"{int(sample_id)}.png"
         path.write_bytes(encode_png(image))
-        if not np.array_equal(decode_png(path), image):  # the round trip must be exact
-            raise PngSetError(f"{path}: PNG does not decode to the array that was measured")
+        # read_set proves the round trip: it decodes every PNG against this digest
         record["pixels_sha256"] = pixel_digest(image)
     sidecar = dict(info, image_shape=list(images.shape[1:]), n_samples=len(ids), samples=records)
     (directory / SIDECAR).write_text(json.dumps(sidecar, indent=1, sort_keys=True) + "\n")
