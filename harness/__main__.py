@@ -12,6 +12,7 @@ import sys
 import time
 
 import harness
+from harness.attack.profiles import ProfileError, load_profile
 from harness.data import fashion_mnist, samples
 from harness.zoo import registry
 
@@ -19,15 +20,24 @@ from harness.zoo import registry
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__.splitlines()[0])
     parser.add_argument("--zoo", default="mini", choices=registry.ZOOS)
-    parser.add_argument("--samples", type=int, default=500, help="evaluation samples to draw (default 500)")
-    parser.add_argument("--calibration", type=int, default=200, help="calibration images to draw (default 200)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", default="default", help="profile in profiles.toml giving the counts and seed")
+    parser.add_argument("--samples", type=int, default=None, help="evaluation samples to draw (default: the profile's)")
+    parser.add_argument("--calibration", type=int, default=None, help="calibration images (default: the profile's)")
+    parser.add_argument("--seed", type=int, default=None, help="draw seed (default: the profile's)")
     args = parser.parse_args(argv)
+    try:
+        profile = load_profile(args.profile)
+    except ProfileError as exc:
+        parser.error(str(exc))
+    args.samples = profile.samples if args.samples is None else args.samples
+    args.calibration = profile.calibration if args.calibration is None else args.calibration
+    args.seed = profile.seed if args.seed is None else args.seed
     if args.zoo != "mini":
         parser.error("only the embedded mini zoo runs from the command line so far; use pytest -m imagenet")
 
     test = fashion_mnist.load("test", "fixtures")
-    print(f"harness {harness.__version__}: zoo {args.zoo}, {len(test)} committed Fashion-MNIST test images")
+    print(f"harness {harness.__version__}: zoo {args.zoo}, profile {profile.name}, "
+          f"{len(test)} committed Fashion-MNIST test images")
     models = []
     print(f"{'model':34} {'params':>8} {'clean top-1':>11} {'load s':>7}")
     for framework, name in registry.combinations(args.zoo):
@@ -42,6 +52,7 @@ def main(argv=None) -> int:
     print(f"{selection.pool_size} of {selection.candidates} images are classified correctly by all "
           f"{len(models)} models; drew {len(selection.ids)} evaluation samples (seed {args.seed}), "
           f"first ids {selection.ids[:5].tolist()}; {len(calibration)} calibration images from the train split")
+    print("next: `make test` runs the whole study (pytest -m pc) and writes reports/latest/report.html")
     return 0
 
 
