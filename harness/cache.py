@@ -92,6 +92,30 @@ def cache_key(kind: str, key_parts: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json({"kind": kind, "parts": key_parts}).encode("ascii")).hexdigest()
 
 
+def atomic_write(path: Path, data: str | bytes | Callable[[Any], Any]) -> None:
+    """Write ``path`` whole or not at all: a temporary file beside it, then one rename.
+
+    ``data`` is text, bytes, or a function that writes into the open binary file.
+    A failure leaves neither the temporary file nor a partial ``path`` behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if callable(data):
+                data(fh)
+            else:
+                fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -13,17 +13,16 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from harness.attack.profiles import ProfileError, load_profile, load_profiles
-from harness.cache import ArtifactCache
+from harness.cache import ArtifactCache, atomic_write
 from harness.metrics import gates as gating
 from harness.study import PLATFORMS, Configuration, Study, matrix
-from harness.zoo.registry import ZOOS
+from harness.zoo.registry import ZOOS  # noqa: F401  (conftest offers these as --zoo choices)
 
 DEVICE_SKIP = ("no Android phone attached over ADB: enable USB debugging on the phone, plug it in, "
                "accept the host key, and check that `adb devices` lists it")
@@ -154,12 +153,8 @@ def attached_devices() -> list[str]:
 
 
 def write_record(options: RunOptions, record: dict) -> Path:
-    options.records_dir.mkdir(parents=True, exist_ok=True)
     path = options.records_dir / f"{record['configuration']}.json"
-    fd, tmp = tempfile.mkstemp(dir=options.records_dir, prefix=".", suffix=".part")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(record, fh)
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(record))
     return path
 
 

@@ -11,10 +11,8 @@ digests, then every PNG against the sidecar).
 from __future__ import annotations
 
 import hashlib
-import os
 import platform
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -24,7 +22,7 @@ import numpy as np
 from harness.attack import pngset
 from harness.attack.attacks import FoolboxModel, make_attack
 from harness.attack.profiles import Profile
-from harness.cache import ArtifactCache, cache_key
+from harness.cache import ArtifactCache, atomic_write, cache_key
 from harness.data.dataset import ImageDataset
 from harness.zoo.base import ZooModel
 
@@ -143,14 +141,7 @@ def _generate(model, attack_name, profile, samples, directory, partial, log, lab
 
 
 def _save_batch(path: Path, batch: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **batch)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: np.savez(fh, **batch))
 
 
 def _load_batch(path: Path) -> dict | None:

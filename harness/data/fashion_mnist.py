@@ -19,12 +19,12 @@ import json
 import os
 import shutil
 import struct
-import tempfile
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 
+from harness.cache import atomic_write
 from harness.cache import file_sha256 as sha256_of
 from harness.data.dataset import DataError, ImageDataset
 
@@ -86,7 +86,7 @@ def write_idx(path: Path, array: np.ndarray) -> None:
     """Write a uint8 array as a gzipped IDX file (atomically)."""
     array = np.ascontiguousarray(array, dtype=np.uint8)
     header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    _atomic_write(Path(path), lambda fh: fh.write(gzip.compress(header + array.tobytes(), mtime=0)))
+    atomic_write(Path(path), gzip.compress(header + array.tobytes(), mtime=0))
 
 
 def to_model_images(gray: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
@@ -172,7 +172,7 @@ def download(split: str, cache_dir: Path = DEFAULT_CACHE, base_url: str = DOWNLO
         url = base_url.rstrip("/") + "/" + name
         try:
             with urllib.request.urlopen(url, timeout=60) as response:
-                _atomic_write(path, lambda fh: shutil.copyfileobj(response, fh))
+                atomic_write(path, lambda fh: shutil.copyfileobj(response, fh))
         except OSError as exc:
             raise DataError(f"could not download {url}: {exc}") from exc
         got = sha256_of(path)
@@ -209,16 +209,3 @@ def load_full_any(split: str, cache_dir: Path = DEFAULT_CACHE) -> ImageDataset:
 def _check_split(split: str) -> None:
     if split not in SPLITS:
         raise DataError(f"unknown Fashion-MNIST split {split!r}; expected one of {SPLITS}")
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

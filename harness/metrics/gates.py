@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
+
+from harness.cache import atomic_write
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 THRESHOLD_DIR = REPO_ROOT / "thresholds"
@@ -138,11 +138,4 @@ def write_thresholds(path: Path, zoo: str, profile: str, gates: Mapping[str, Map
                          "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")},
         "gates": {k: dict(sorted(v.items())) for k, v in sorted(gates.items())},
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(document, fh, indent=1)
-        fh.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(document, indent=1) + "\n")

@@ -23,11 +23,11 @@ import io
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from harness.cache import atomic_write
 from harness.report.figures import build_figures
 from harness.report.html import render_html
 from harness.report.records import REQUIRED_FIELDS, validate_records
@@ -70,25 +70,6 @@ def _plain(value: Any) -> Any:
 
 def _json(value: Any, indent: int | None = 1) -> str:
     return json.dumps(_plain(value), indent=indent, allow_nan=False, ensure_ascii=False) + "\n"
-
-
-def atomic_write(path: Path, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _csv_value(value: Any) -> Any:
