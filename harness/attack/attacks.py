@@ -17,6 +17,7 @@ import numpy as np
 from harness.attack.profiles import ATTACKS, ProfileError
 from harness.frameworks import import_tensorflow, import_torch
 from harness.zoo.base import ZooModel
+from harness.zoo.frameworks import ADAPTERS, channels_last_module
 
 
 class AttackError(ValueError):
@@ -41,15 +42,14 @@ class FoolboxModel:
         preprocessing = model.spec.normalization.foolbox()
         if self.framework == "pytorch":
             self._torch = import_torch()
-            self.fmodel = foolbox.PyTorchModel(model.module.eval(), bounds=(0, 1), preprocessing=preprocessing,
-                                               device="cpu")
+            self.fmodel = foolbox.PyTorchModel(channels_last_module(model.module.eval()), bounds=(0, 1),
+                                               preprocessing=preprocessing, device="cpu")
         else:
-            self._tf = tf = import_tensorflow()
-            keras_model = model.module
-            # A traced graph instead of eager Keras calls: Boundary makes thousands of
-            # small calls, and eager dispatch made it ~3x slower. Gradients still flow.
-            graph = tf.function(lambda x: keras_model(x, training=False), reduce_retracing=True)
-            self.fmodel = foolbox.TensorFlowModel(graph, bounds=(0, 1), preprocessing=preprocessing)
+            self._tf = import_tensorflow()
+            # The traced graph every PC-side caller shares (ADAPTERS["tensorflow"].graph):
+            # Boundary makes thousands of small calls, and eager dispatch made it ~3x slower.
+            self.fmodel = foolbox.TensorFlowModel(ADAPTERS["tensorflow"].graph(model.module), bounds=(0, 1),
+                                                  preprocessing=preprocessing)
 
     def tensors(self, images01: np.ndarray, labels: np.ndarray):
         images01 = np.ascontiguousarray(images01, dtype=np.float32)

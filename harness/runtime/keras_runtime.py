@@ -6,6 +6,7 @@ import numpy as np
 
 from harness.frameworks import import_tensorflow
 from harness.runtime.base import Runtime, RuntimeRequest, UnsupportedConfiguration
+from harness.zoo.frameworks import ADAPTERS
 
 
 def tensorflow_threads(requested: int | None) -> int | None:
@@ -37,14 +38,15 @@ class KerasPCRuntime(Runtime):
             )
         super().__init__(request, request.model.weights_path)
         self._module = request.model.module
+        self._graph = ADAPTERS["tensorflow"].graph(self._module)  # the same traced call ZooModel.predict makes
         self.requested_threads = request.threads
         self.threads = tensorflow_threads(request.threads)
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        return np.asarray(self._module(batch, training=False))
+        return self._graph(batch).numpy()
 
     def describe(self) -> dict:
         return {**super().describe(), "requested_threads": self.requested_threads}
 
     def close(self) -> None:
-        self._module = None
+        self._module = self._graph = None

@@ -16,6 +16,7 @@ import numpy as np
 from harness.convert.torch_mobile import ENGINE, QUANTIZED_STATE, quantized_engine, quantized_module, quiet_deprecations
 from harness.frameworks import import_torch
 from harness.runtime.base import ModelFileError, Runtime, RuntimeRequest, Timer, UnsupportedConfiguration
+from harness.zoo.frameworks import channels_last
 
 
 @contextlib.contextmanager
@@ -42,6 +43,10 @@ def logits_tensor(output):
 
 
 class _TorchRuntime(Runtime):
+    # "channels_last" for the PC float model (see harness.zoo.frameworks.channels_last);
+    # quantized and lite-interpreter models get the contiguous NCHW tensor an app feeds.
+    memory_format = "contiguous"
+
     def _context(self):
         stack = contextlib.ExitStack()
         stack.enter_context(torch_threads(self.threads))
@@ -52,8 +57,14 @@ class _TorchRuntime(Runtime):
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         torch = import_torch()
+        x = torch.from_numpy(batch)
+        if self.memory_format == "channels_last":
+            x = channels_last(x)
         with self._context(), torch.inference_mode():
-            return logits_tensor(self._module(torch.from_numpy(batch))).numpy()
+            return logits_tensor(self._module(x)).numpy()
+
+    def describe(self) -> dict:
+        return {**super().describe(), "memory_format": self.memory_format}
 
     def close(self) -> None:
         self._module = None
@@ -69,6 +80,7 @@ class TorchPCRuntime(_TorchRuntime):
         if request.quantization == "float":
             super().__init__(request, model.weights_path)
             self._module = model.module.eval()
+            self.memory_format = "channels_last"  # as ZooModel.predict and the attacks compute
             return
         artifact = request.artifact
         if artifact is None or not hasattr(artifact, "file"):
