@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,14 +44,16 @@ def encode_png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def decode_png(path: Path) -> np.ndarray:
+def decode_png(source: Path | bytes, where: str | None = None) -> np.ndarray:
+    """A PNG file (or its bytes; ``where`` names them in errors) -> uint8 (H, W, 3) RGB."""
+    where = where or str(source)
     try:
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
             if img.format != "PNG":
-                raise PngSetError(f"{path}: {img.format} file, expected PNG")
+                raise PngSetError(f"{where}: {img.format} file, expected PNG")
             return np.asarray(img.convert("RGB"), dtype=np.uint8)
     except (OSError, SyntaxError) as exc:
-        raise PngSetError(f"{path}: unreadable PNG ({exc})") from exc
+        raise PngSetError(f"{where}: unreadable PNG ({exc})") from exc
 
 
 def to_uint8(images01: np.ndarray) -> np.ndarray:
@@ -64,19 +67,34 @@ def distances(adversarial: np.ndarray, original: np.ndarray) -> tuple[np.ndarray
     return np.abs(diff).max(axis=1), np.sqrt((diff ** 2).sum(axis=1))
 
 
-def write_set(directory: Path, ids, images: np.ndarray, records: list[dict], info: dict) -> None:
-    """Write the PNGs and the sidecar into ``directory`` (an artefact's build directory)."""
+def write_set(directory: Path, ids, images: np.ndarray, records: list[dict], info: dict, workers: int = 2) -> dict:
+    """Write the PNGs and the sidecar into ``directory`` (an artefact's build directory).
+
+    Each PNG is decoded again from the bytes about to be written and must give back
+    exactly the measured array (read_set repeats the check from disk on every later
+    read). Encoding runs on ``workers`` threads: PIL releases the GIL while it deflates,
+    and a set is hundreds of small files.
+    """
     directory = Path(directory)
     (directory / PNG_DIR).mkdir(parents=True, exist_ok=True)
     if not (len(ids) == len(images) == len(records)):
         raise PngSetError(f"{len(ids)} ids, {len(images)} images and {len(records)} records do not line up")
-    for sample_id, image, record in zip(ids, images, records):
-        path = directory / PNG_DIR / f"{int(sample_id)}.png"
-        path.write_bytes(encode_png(image))
-        # read_set proves the round trip: it decodes every PNG against this digest
-        record["pixels_sha256"] = pixel_digest(image)
+
+    def write_one(row: int) -> str:
+        path = directory / PNG_DIR / f"{int(ids[row])}.png"
+        data = encode_png(images[row])
+        if not np.array_equal(decode_png(data, str(path)), images[row]):
+            raise PngSetError(f"{path}: the encoded PNG does not decode to the measured pixels")
+        path.write_bytes(data)
+        return pixel_digest(images[row])
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        digests = list(pool.map(write_one, range(len(ids))))
+    for record, digest in zip(records, digests):
+        record["pixels_sha256"] = digest  # read_set checks every decoded PNG against it
     sidecar = dict(info, image_shape=list(images.shape[1:]), n_samples=len(ids), samples=records)
     (directory / SIDECAR).write_text(json.dumps(sidecar, indent=1, sort_keys=True) + "\n")
+    return sidecar
 
 
 @dataclass(frozen=True)
@@ -109,7 +127,7 @@ class AdversarialSet:
         return float(self.sidecar["generation_seconds"])
 
 
-def read_set(directory: Path, expected_shape: tuple[int, int, int] | None = None) -> AdversarialSet:
+def read_set(directory: Path, expected_shape: tuple[int, int, int] | None = None, workers: int = 2) -> AdversarialSet:
     """Read a set and verify every PNG against the sidecar (presence, size, pixels)."""
     directory = Path(directory)
     sidecar_path = directory / SIDECAR
@@ -129,7 +147,9 @@ def read_set(directory: Path, expected_shape: tuple[int, int, int] | None = None
         raise PngSetError(f"{directory / PNG_DIR}: PNGs {sorted(present - listed)[:5]} not in the sidecar, "
                           f"{sorted(listed - present)[:5]} missing")
     images = np.empty((len(records), *shape), np.uint8)
-    for row, record in enumerate(records):
+
+    def read_one(row: int) -> None:
+        record = records[row]
         path = directory / PNG_DIR / f"{record['id']}.png"
         image = decode_png(path)
         if image.shape != shape:
@@ -137,5 +157,8 @@ def read_set(directory: Path, expected_shape: tuple[int, int, int] | None = None
         if pixel_digest(image) != record["pixels_sha256"]:
             raise PngSetError(f"{path}: pixels differ from the ones the sidecar measured")
         images[row] = image
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:  # PIL releases the GIL while it inflates
+        list(pool.map(read_one, range(len(records))))
     return AdversarialSet(directory, sidecar, np.array([r["id"] for r in records], np.int64),
                           np.array([r["label"] for r in records], np.int64), images)
