@@ -4,7 +4,7 @@ Importing ``harness`` first installs the framework import guard for every test
 process (pytest-xdist workers included), whatever the tests import afterwards.
 
 Options (``pytest --help`` lists them under "on-device robustness suite"):
-``--zoo``, ``--profile``, ``--samples``, ``--cache-dir``, ``--report-dir``,
+``--zoo``, ``--profile``, ``--imagenet-dir``, ``--samples``, ``--cache-dir``, ``--report-dir``,
 ``--thresholds``, ``--write-thresholds`` with ``--threshold-margin``, ``--threads``.
 """
 
@@ -27,7 +27,10 @@ REPO = Path(__file__).resolve().parent
 def pytest_addoption(parser):
     group = parser.getgroup("robustness", "on-device robustness suite")
     group.addoption("--zoo", default="mini", choices=suite.ZOOS, help="model zoo (default: mini, the embedded one)")
-    group.addoption("--profile", default="default", help="run profile from profiles.toml (default: default)")
+    group.addoption("--profile", default=None,
+                    help="run profile from profiles.toml (default: 'default' for the mini zoo, 'paper' for imagenet)")
+    group.addoption("--imagenet-dir", default=None,
+                    help="the ImageNet validation folder the imagenet zoo reads (default: $IMAGENET_DIR)")
     group.addoption("--samples", type=int, default=None, help="evaluation samples (default: the profile's)")
     group.addoption("--cache-dir", default=None, help="artefact cache (default: $HARNESS_CACHE_DIR or .cache/artifacts)")
     group.addoption("--report-dir", default=str(REPO / "reports"), help="where reports/<run>/ goes")

@@ -13,45 +13,57 @@ import time
 
 import harness
 from harness.attack.profiles import ProfileError, load_profile
-from harness.data import fashion_mnist, samples
+from harness.data import samples, sources
+from harness.data.dataset import DataError
 from harness.zoo import registry
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__.splitlines()[0])
     parser.add_argument("--zoo", default="mini", choices=registry.ZOOS)
-    parser.add_argument("--profile", default="default", help="profile in profiles.toml giving the counts and seed")
+    parser.add_argument("--profile", default=None,
+                        help="profile in profiles.toml giving the counts and seed (default: the zoo's, as in pytest)")
+    parser.add_argument("--imagenet-dir", default=None, help="ImageNet validation folder (default: $IMAGENET_DIR)")
     parser.add_argument("--samples", type=int, default=None, help="evaluation samples to draw (default: the profile's)")
     parser.add_argument("--calibration", type=int, default=None, help="calibration images (default: the profile's)")
     parser.add_argument("--seed", type=int, default=None, help="draw seed (default: the profile's)")
     args = parser.parse_args(argv)
+    from harness.suite import ZOO_PROFILES
+
     try:
-        profile = load_profile(args.profile)
+        profile = load_profile(args.profile or ZOO_PROFILES[args.zoo])
     except ProfileError as exc:
         parser.error(str(exc))
     args.samples = profile.samples if args.samples is None else args.samples
     args.calibration = profile.calibration if args.calibration is None else args.calibration
     args.seed = profile.seed if args.seed is None else args.seed
-    if args.zoo != "mini":
-        parser.error("only the embedded mini zoo runs from the command line so far; use pytest -m imagenet")
+    try:
+        source = sources.source_for(args.zoo, args.imagenet_dir)
+    except DataError as exc:  # no folder named, or one that is missing, empty or unlabelled
+        parser.error(str(exc))
+    missing = registry.missing_weights(args.zoo)
+    if missing:
+        parser.error("\n".join(missing))
 
-    test = fashion_mnist.load("test", "fixtures")
     print(f"harness {harness.__version__}: zoo {args.zoo}, profile {profile.name}, "
-          f"{len(test)} committed Fashion-MNIST test images")
-    models = []
-    print(f"{'model':34} {'params':>8} {'clean top-1':>11} {'load s':>7}")
+          f"{len(source.candidate_ids())} candidate {source.name}/{source.split} images")
+    models, hits = [], {}
+    print(f"{'model':34} {'params':>10} {'clean top-1':>11} {'load s':>7}")
     for framework, name in registry.combinations(args.zoo):
         start = time.perf_counter()
         model = registry.load(args.zoo, framework, name)
         seconds = time.perf_counter() - start
         models.append(model)
-        accuracy = float((model.predict(test.images) == test.labels).mean())
-        print(f"{model.spec.id:34} {registry.parameter_count(model):>8} {accuracy:>11.4f} {seconds:>7.2f}", flush=True)
-    selection = samples.select_samples(test, models, args.samples, args.seed)
-    calibration = samples.calibration_set(fashion_mnist.load("train", "fixtures"), args.calibration, args.seed, selection)
+        hits[model.spec.id] = source.correct(model)
+        accuracy = float(hits[model.spec.id].mean())
+        print(f"{model.spec.id:34} {registry.parameter_count(model):>10} {accuracy:>11.4f} {seconds:>7.2f}", flush=True)
+    selection = samples.select_from_hits(source.name, source.split, source.candidate_ids(),
+                                         hits, args.samples, args.seed)
+    calibration = source.calibration(models[0].spec, args.calibration, args.seed, selection)
     print(f"{selection.pool_size} of {selection.candidates} images are classified correctly by all "
           f"{len(models)} models; drew {len(selection.ids)} evaluation samples (seed {args.seed}), "
-          f"first ids {selection.ids[:5].tolist()}; {len(calibration)} calibration images from the train split")
+          f"first ids {selection.ids[:5].tolist()}; {len(calibration)} calibration images from "
+          f"{calibration.name}/{calibration.split}")
     print("next: `make test` runs the whole study (pytest -m pc) and writes reports/latest/report.html")
     return 0
 

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from harness.attack.generate import generate_set
 from harness.attack.pngset import AdversarialSet
 from harness.attack.profiles import ATTACKS, Profile
 from harness.cache import ArtifactCache
-from harness.data import fashion_mnist, samples
+from harness.data import samples, sources
 from harness.data.dataset import ImageDataset
+from harness.data.sources import StudySource
 from harness.zoo import registry
 from harness.zoo.base import FRAMEWORKS, MODELS
 
@@ -61,23 +61,27 @@ def matrix(platforms=PLATFORMS) -> list[Configuration]:
 
 
 class Study:
+    """The matrix of one zoo and profile: models, samples, conversions, attacks, runtimes.
+
+    ``source`` gives the zoo's images (:mod:`harness.data.sources`); by default the
+    zoo's own (the committed Fashion-MNIST subset for ``mini``, the folder named by
+    ``$IMAGENET_DIR`` for ``imagenet``).
+    """
+
     def __init__(self, zoo: str, profile: Profile, cache: ArtifactCache, n_samples: int | None = None,
-                 threads: int = 1, log: Callable[[str], None] = print):
-        if zoo != "mini":
-            raise NotImplementedError("the study runs on the mini zoo; the imagenet study needs its data path wired in")
+                 threads: int = 1, log: Callable[[str], None] = print, source: StudySource | None = None):
+        registry.zoo_module(zoo)  # an unknown zoo is a ZooError naming the valid ones
         self.zoo = zoo
         self.profile = profile
         self.cache = cache
         self.n_samples = n_samples or profile.samples
         self.threads = threads
         self.log = log
+        self.source = source if source is not None else sources.source_for(zoo)
         self._runtimes: dict = {}
+        self._images: dict = {}  # (purpose, geometry key) -> ImageDataset, shared by models of one input geometry
 
     # -- inputs --------------------------------------------------------------------------
-    @functools.cached_property
-    def candidates(self) -> ImageDataset:
-        return fashion_mnist.load("test", "fixtures")
-
     @functools.cache
     def model(self, framework: str, name: str):
         return registry.load(self.zoo, framework, name)
@@ -89,41 +93,46 @@ class Study:
         parts = {
             "stage": "selection", "zoo": self.zoo, "n": self.n_samples, "seed": self.profile.seed,
             "weights": {m.spec.id: m.weights_digest for m in models},
-            "candidates": [int(i) for i in self.candidates.ids],
-            "pixels_sha256": _digest(self.candidates.images), "labels_sha256": _digest(self.candidates.labels),
+            **self.source.fingerprint(),
         }
 
         def build(directory: Path) -> dict:
-            chosen = samples.select_samples(self.candidates, models, self.n_samples, self.profile.seed)
+            chosen = self.source.select(models, self.n_samples, self.profile.seed, progress=self.log)
             (directory / "selection.json").write_text(json.dumps(chosen.to_dict(), indent=1) + "\n")
             return {"pool_size": chosen.pool_size}
 
         artifact = self.cache.get_or_build("selection", parts, build, label=f"sample selection ({self.zoo})")
-        data = json.loads(artifact.file("selection.json").read_text())
-        return samples.SampleSelection(data["dataset"], data["split"], data["seed"], np.asarray(data["ids"], np.int64),
-                                       data["pool_size"], data["candidates"], data["accuracy"])
+        return samples.SampleSelection.from_dict(json.loads(artifact.file("selection.json").read_text()))
 
-    @functools.cached_property
-    def evaluation(self) -> ImageDataset:
-        return self.candidates.select(self.selection.ids)
+    def evaluation(self, framework: str, name: str) -> ImageDataset:
+        """The evaluation samples at this model's input geometry."""
+        spec = self.model(framework, name).spec
+        key = ("evaluation", self.source.geometry_key(spec))
+        if key not in self._images:
+            self._images[key] = self.source.load(self.selection.ids, spec)
+        return self._images[key]
 
-    @functools.cached_property
-    def calibration(self) -> ImageDataset:
-        pool = fashion_mnist.load("train", "fixtures")
-        return samples.calibration_set(pool, min(self.profile.calibration, len(pool)), self.profile.seed,
-                                       self.selection)
+    def calibration(self, framework: str, name: str) -> ImageDataset:
+        """The int8 calibration images at this model's input geometry (never evaluation samples)."""
+        spec = self.model(framework, name).spec
+        key = ("calibration", self.source.geometry_key(spec))
+        if key not in self._images:
+            self._images[key] = self.source.calibration(spec, self.profile.calibration, self.profile.seed,
+                                                        self.selection)
+        return self._images[key]
 
     # -- artefacts -------------------------------------------------------------------------
     @functools.cache
     def conversion(self, framework: str, name: str, quantization: str):
         from harness.convert import convert
 
-        return convert(self.model(framework, name), quantization, self.calibration, self.cache,
-                       calibration_size=len(self.calibration))
+        calibration = self.calibration(framework, name) if quantization == "int8" else None
+        return convert(self.model(framework, name), quantization, calibration, self.cache)
 
     @functools.cache
     def adversarial_set(self, framework: str, name: str, attack: str) -> AdversarialSet:
-        return generate_set(self.model(framework, name), attack, self.profile, self.evaluation, self.cache, self.log)
+        return generate_set(self.model(framework, name), attack, self.profile, self.evaluation(framework, name),
+                            self.cache, self.log)
 
     def runtime(self, framework: str, name: str, quantization: str, platform: str):
         from harness.runtime import open_runtime
@@ -149,7 +158,7 @@ class Study:
             reference = self._clean(framework, name, "float", "pc")
         runtime = self.runtime(framework, name, quantization, platform)
         size = None if platform == "pc" else self.conversion(framework, name, quantization).size_bytes
-        return measure(runtime, self.evaluation, reference, file_size_bytes=size)
+        return measure(runtime, self.evaluation(framework, name), reference, file_size_bytes=size)
 
     @functools.cache
     def _adversarial_predictions(self, framework, name, attack, quantization, platform):
@@ -200,12 +209,6 @@ class Study:
         for runtime in self._runtimes.values():
             runtime.close()
         self._runtimes.clear()
-
-
-def _digest(array: np.ndarray) -> str:
-    import hashlib
-
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
 def _weights_bytes(model) -> int | None:

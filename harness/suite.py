@@ -22,7 +22,14 @@ from harness.attack.profiles import ProfileError, load_profile, load_profiles
 from harness.cache import ArtifactCache, atomic_write
 from harness.metrics import gates as gating
 from harness.study import PLATFORMS, Configuration, Study, matrix
+from harness.data import sources
+from harness.data.dataset import DataError
+from harness.zoo import registry
 from harness.zoo.registry import ZOOS  # noqa: F401  (conftest offers these as --zoo choices)
+
+# The profile a zoo runs when --profile is not given: the mini zoo's is sized for it;
+# the imagenet zoo replicates the paper.
+ZOO_PROFILES = {"mini": "default", "imagenet": "paper"}
 
 DEVICE_SKIP = ("no Android phone attached over ADB: enable USB debugging on the phone, plug it in, "
                "accept the host key, and check that `adb devices` lists it")
@@ -41,6 +48,7 @@ class RunOptions:
     margin: float
     threads: int
     gates: dict | None  # None: no threshold file yet (cases then fail saying how to write one)
+    imagenet_dir: Path | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -61,6 +69,8 @@ class RunOptions:
             profiles = load_profiles()
         except ProfileError as exc:
             raise pytest.UsageError(str(exc)) from None
+        if opt.profile is None:
+            opt.profile = ZOO_PROFILES[opt.zoo]
         if opt.profile not in profiles:
             raise pytest.UsageError(f"--profile {opt.profile!r} is not in profiles.toml; valid: {sorted(profiles)}")
         if opt.samples is not None and opt.samples <= 0:
@@ -69,6 +79,11 @@ class RunOptions:
             raise pytest.UsageError(f"--threshold-margin must be in [0, 1], got {opt.threshold_margin}")
         if opt.threads < 1:
             raise pytest.UsageError(f"--threads must be at least 1, got {opt.threads}")
+        if opt.zoo == "imagenet" and (opt.imagenet_dir or os.environ.get(sources.IMAGENET_DIR_ENV)):
+            try:  # a folder that is named but unusable is the user's typo: say so now, not in 90 cases
+                sources.source_for(opt.zoo, opt.imagenet_dir)
+            except DataError as exc:
+                raise pytest.UsageError(str(exc)) from None
         path = Path(opt.thresholds) if opt.thresholds else gating.default_path(opt.zoo, opt.profile)
         gates = None
         if not opt.write_thresholds and path.is_file():
@@ -80,13 +95,22 @@ class RunOptions:
             raise pytest.UsageError(f"--thresholds {path}: file not found")
         return cls(opt.zoo, opt.profile, opt.samples, Path(opt.cache_dir) if opt.cache_dir else None,
                    Path(opt.report_dir), os.environ.get("HARNESS_RUN_ID", "manual"), path,
-                   opt.write_thresholds, opt.threshold_margin, opt.threads, gates)
+                   opt.write_thresholds, opt.threshold_margin, opt.threads, gates,
+                   Path(opt.imagenet_dir) if opt.imagenet_dir else None)
 
     def make_study(self) -> Study:
-        if self.zoo != "mini":
-            pytest.skip(f"the {self.zoo} zoo's study is not wired into the matrix yet; run --zoo mini")
+        """The run's study; every case skips, saying what to provide, when the zoo's
+        weights or images are not on this machine (the imagenet zoo never downloads)."""
+        try:
+            source = sources.source_for(self.zoo, self.imagenet_dir)
+        except sources.DataUnavailable as exc:
+            pytest.skip(str(exc))
+        missing = registry.missing_weights(self.zoo)
+        if missing:
+            pytest.skip(f"{len(missing)} of the {self.zoo} zoo's weight files are not on this machine "
+                        f"(nothing is downloaded at test time): {' | '.join(missing)}")
         cache = ArtifactCache(self.cache_dir) if self.cache_dir else ArtifactCache()
-        return Study(self.zoo, self.profile, cache, self.samples, self.threads, log=_progress)
+        return Study(self.zoo, self.profile, cache, self.samples, self.threads, log=_progress, source=source)
 
     def gate_for(self, config: Configuration) -> dict:
         if self.write_thresholds:

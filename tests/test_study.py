@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from harness.attack.profiles import load_profile
 from harness.cache import ArtifactCache
+from harness.data import samples
 from harness.study import Configuration, Study
 from harness.zoo.base import FRAMEWORKS, MODELS
 
@@ -32,11 +34,23 @@ def test_bim_fools_at_least_as_often_as_fgsm(default_study, framework, model):
     assert 0.05 < fgsm.success_after_rounding < 0.95
 
 
-def test_selection_is_an_artefact_shared_by_every_study(default_study):
+def test_selection_is_an_artefact_shared_by_every_study(default_study, mini_models):
     again = Study("mini", load_profile("default"), default_study.cache, log=lambda m: None)
-    assert again.selection.ids.tolist() == default_study.selection.ids.tolist()
-    assert again.selection.pool_size >= default_study.profile.samples
-    assert default_study.calibration.split == "train" and len(default_study.calibration) == 200
+    selection = default_study.selection
+    assert again.selection.ids.tolist() == selection.ids.tolist()
+    assert selection.pool_size == len(selection.pool) >= default_study.profile.samples
+    # the paper's draw: seeded from the pool of images every model gets right
+    seed = default_study.profile.seed
+    np.testing.assert_array_equal(selection.ids, samples.draw(selection.pool, len(selection.ids), seed))
+    assert not np.array_equal(samples.draw(selection.pool, len(selection.ids), seed + 1), selection.ids)
+    chosen = default_study.evaluation("tensorflow", "resnet50")
+    assert chosen.ids.tolist() == selection.ids.tolist()
+    for model in mini_models.values():
+        assert (model.predict(chosen.images) == chosen.labels).all(), model.spec.id
+    # calibration images come from the other split, so their ids may repeat evaluation ids
+    calibration = default_study.calibration("tensorflow", "resnet50")
+    assert calibration.split == "train" and len(calibration) == 200
+    assert calibration is default_study.calibration("pytorch", "mobilenet_v2"), "one geometry, decoded once"
 
 
 def test_a_record_carries_every_field_the_report_needs(default_study):

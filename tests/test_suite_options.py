@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,10 +17,14 @@ pytestmark = pytest.mark.pc
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _pytest(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+def _pytest(*args: str, tmp_path: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "pytest", "tests/test_matrix.py", "-p", "no:cacheprovider", "-q",
            "--report-dir", str(tmp_path / "reports"), "--cache-dir", str(tmp_path / "cache"), *args]
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+
+
+def _skip_lines(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith("SKIPPED")]
 
 
 def test_matrix_ids_are_readable_and_complete():
@@ -69,8 +74,33 @@ def test_device_cases_skip_with_one_line_when_no_phone_is_attached(tmp_path):
     result = _pytest("-m", "device", "-rs", tmp_path=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:]
     assert "36 skipped" in result.stdout
-    skip_lines = [line for line in result.stdout.splitlines() if line.startswith("SKIPPED")]
+    skip_lines = _skip_lines(result.stdout)
     assert len(skip_lines) == 1 and "[36]" in skip_lines[0] and "adb devices" in skip_lines[0]
+
+
+def test_imagenet_cases_skip_saying_what_to_provide(tmp_path):
+    """No images named: one skip line asking for them. Images but no weights: one line naming
+    each file and where it goes. A named folder that is not usable: a usage error."""
+    from tests.data.test_sources import write_imagenet_folder
+
+    env = {k: v for k, v in os.environ.items() if k != "IMAGENET_DIR"}
+    env.update(TORCH_HOME=str(tmp_path / "torch"), KERAS_HOME=str(tmp_path / "keras"))
+    result = _pytest("--zoo", "imagenet", "-m", "pc", "-rs", tmp_path=tmp_path, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "54 skipped" in result.stdout
+    (line,) = _skip_lines(result.stdout)
+    assert "[54]" in line and "pass --imagenet-dir PATH (or set IMAGENET_DIR)" in line
+
+    folder = write_imagenet_folder(tmp_path / "val", {1: 3, 2: 5})
+    result = _pytest("--zoo", "imagenet", "--imagenet-dir", str(folder), "-m", "pc", "-rs", tmp_path=tmp_path, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (line,) = _skip_lines(result.stdout)
+    assert "6 of the imagenet zoo's weight files are not on this machine" in line
+    assert str(tmp_path / "torch" / "hub" / "checkpoints" / "resnet50-0676ba61.pth") in line
+    assert str(tmp_path / "keras" / "models" / "inception_v3_weights_tf_dim_ordering_tf_kernels.h5") in line
+
+    result = _pytest("--zoo", "imagenet", "--imagenet-dir", str(tmp_path / "nowhere"), tmp_path=tmp_path, env=env)
+    assert result.returncode == 4 and f"{tmp_path / 'nowhere'}: ImageNet validation folder not found" in result.stderr
 
 
 def _valid_file(tmp_path, mutate):

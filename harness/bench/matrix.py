@@ -44,7 +44,9 @@ def run_once(profile, cache_dir: Path, label: str) -> dict:
     for framework, name in combos:
         timed("load models", lambda: study.model(framework, name))
     timed("sample selection", lambda: study.selection)
-    timed("calibration set", lambda: study.calibration)
+    for framework, name in combos:
+        timed("evaluation and calibration images", lambda: (study.evaluation(framework, name),
+                                                           study.calibration(framework, name)))
     for framework, name in combos:
         for q in QUANTIZATIONS:
             timed(f"convert {framework} {q}", lambda: study.conversion(framework, name, q))

@@ -30,26 +30,21 @@ class SampleSelection:
     pool_size: int
     candidates: int
     accuracy: dict = field(default_factory=dict)  # model id -> clean accuracy on all candidates
+    pool: np.ndarray | None = None  # every eligible id (the draw's population), when known
 
     def to_dict(self) -> dict:
         return {
             "dataset": self.dataset, "split": self.split, "seed": self.seed,
             "n": int(len(self.ids)), "pool_size": self.pool_size, "candidates": self.candidates,
             "accuracy": self.accuracy, "ids": [int(i) for i in self.ids],
+            "pool": None if self.pool is None else [int(i) for i in self.pool],
         }
 
-
-def correctly_classified_by_all(dataset: ImageDataset, models: Sequence) -> tuple[np.ndarray, dict]:
-    """Ids that every model predicts correctly, plus each model's accuracy on the whole set."""
-    if not models:
-        raise DataError("sample selection needs at least one model")
-    correct = np.ones(len(dataset), dtype=bool)
-    accuracy = {}
-    for model in models:
-        hits = model.predict(dataset.images) == dataset.labels
-        accuracy[model.spec.id] = float(hits.mean())
-        correct &= hits
-    return np.sort(dataset.ids[correct]), accuracy
+    @classmethod
+    def from_dict(cls, data: dict) -> "SampleSelection":
+        pool = data.get("pool")
+        return cls(data["dataset"], data["split"], data["seed"], np.asarray(data["ids"], np.int64), data["pool_size"],
+                   data["candidates"], data["accuracy"], None if pool is None else np.asarray(pool, np.int64))
 
 
 def draw(pool: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -63,13 +58,30 @@ def draw(pool: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 
 def select_samples(dataset: ImageDataset, models: Sequence, n: int, seed: int) -> SampleSelection:
-    pool, accuracy = correctly_classified_by_all(dataset, models)
+    """Draw n of the images in ``dataset`` that every model classifies correctly."""
+    hits = {model.spec.id: model.predict(dataset.images) == dataset.labels for model in models}
+    return select_from_hits(dataset.name, dataset.split, dataset.ids, hits, n, seed)
+
+
+def select_from_hits(name: str, split: str, ids: np.ndarray, hits: dict[str, np.ndarray], n: int,
+                     seed: int) -> SampleSelection:
+    """The selection from each model's per-candidate correctness (``hits[model id]``, in ``ids`` order)."""
+    if not hits:
+        raise DataError("sample selection needs at least one model")
+    ids = np.asarray(ids, np.int64)
+    correct = np.ones(len(ids), dtype=bool)
+    for model_id, hit in hits.items():
+        if len(hit) != len(ids):
+            raise DataError(f"{model_id}: {len(hit)} predictions for {len(ids)} candidates")
+        correct &= np.asarray(hit, bool)
+    pool = np.sort(ids[correct])
     if n > len(pool):
         raise DataError(
-            f"asked for {n} evaluation samples but only {len(pool)} of {len(dataset)} "
-            f"{dataset.name}/{dataset.split} images are classified correctly by all {len(models)} models"
+            f"asked for {n} evaluation samples but only {len(pool)} of {len(ids)} "
+            f"{name}/{split} images are classified correctly by all {len(hits)} models"
         )
-    return SampleSelection(dataset.name, dataset.split, seed, draw(pool, n, seed), len(pool), len(dataset), accuracy)
+    accuracy = {model_id: float(np.mean(hit)) if len(hit) else 0.0 for model_id, hit in hits.items()}
+    return SampleSelection(name, split, seed, draw(pool, n, seed), len(pool), len(ids), accuracy, pool)
 
 
 def calibration_set(pool: ImageDataset, n: int, seed: int, evaluation: SampleSelection | None = None) -> ImageDataset:
@@ -78,13 +90,19 @@ def calibration_set(pool: ImageDataset, n: int, seed: int, evaluation: SampleSel
     When the pool is the evaluation split itself (e.g. an ImageNet validation folder),
     the evaluation ids are removed from it first.
     """
-    candidates = pool.ids
-    if evaluation is not None and evaluation.dataset == pool.name and evaluation.split == pool.split:
+    return pool.select(calibration_ids(pool.ids, pool.name, pool.split, n, seed, evaluation))
+
+
+def calibration_ids(pool_ids, name: str, split: str, n: int, seed: int,
+                    evaluation: SampleSelection | None = None) -> np.ndarray:
+    """The ids :func:`calibration_set` draws, for a pool that is not in memory."""
+    candidates = np.asarray(pool_ids, np.int64)
+    if evaluation is not None and evaluation.dataset == name and evaluation.split == split:
         candidates = np.setdiff1d(candidates, evaluation.ids)
     if n > len(candidates):
         raise DataError(
-            f"asked for {n} calibration images but {pool.name}/{pool.split} has only "
+            f"asked for {n} calibration images but {name}/{split} has only "
             f"{len(candidates)} outside the evaluation samples"
         )
     # A distinct stream from the evaluation draw even when the seeds are equal.
-    return pool.select(draw(candidates, n, seed + 1_000_003))
+    return draw(candidates, n, seed + 1_000_003)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from harness.zoo.base import FRAMEWORKS, MODELS, ZooModel, check_choice
+from harness.zoo.base import FRAMEWORKS, MODELS, ZooError, ZooModel, check_choice
 
 _ZOO_MODULES = {"mini": "harness.zoo.mini", "imagenet": "harness.zoo.imagenet"}
 ZOOS = tuple(_ZOO_MODULES)
@@ -26,6 +26,20 @@ def combinations(zoo: str) -> list[tuple[str, str]]:
 
 def load(zoo: str, framework: str, name: str) -> ZooModel:
     return zoo_module(zoo).load(framework, name)
+
+
+def missing_weights(zoo: str) -> list[str]:
+    """For each of the zoo's models whose weights file is absent, a message naming the
+    file, where it goes and where it is published (empty when all are present)."""
+    module = zoo_module(zoo)
+    missing = []
+    for framework, name in combinations(zoo):
+        if not module.weights_path(framework, name).is_file():
+            try:
+                module.load(framework, name)
+            except ZooError as exc:  # the zoo's own message: which file, where it goes, where to get it
+                missing.append(str(exc))
+    return missing
 
 
 def parameter_count(model: ZooModel) -> int:
