@@ -17,9 +17,9 @@ $(STAMP): requirements.lock
 run: $(STAMP)
 	$(PY) -m harness
 
-## The test suite: everything that runs on this host.
+## The test suite: everything that runs on this host, the slow full-size ImageNet checks included.
 test: $(STAMP)
-	$(PY) -m pytest -m pc $(PYTEST_ARGS)
+	$(PY) -m pytest -m pc --run-slow $(PYTEST_ARGS)
 
 ## Retrain the mini zoo (needs the full Fashion-MNIST, see README).
 train: $(STAMP)

@@ -40,11 +40,16 @@ def pytest_addoption(parser):
     group.addoption("--threshold-margin", type=float, default=0.05,
                     help="slack added to each measured value when writing thresholds (default 0.05)")
     group.addoption("--threads", type=int, default=1, help="inference threads per runtime (default 1)")
+    group.addoption("--run-slow", action="store_true",
+                    help="also run the tests marked slow (full-size ImageNet architectures; minutes). "
+                         "Selecting them with -m slow runs them too")
 
 
 def pytest_configure(config):
     if not hasattr(config, "workerinput"):  # the controller names the run; xdist workers inherit it
         os.environ.setdefault("HARNESS_RUN_ID", time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}")
+    else:
+        suite.share_cores_among_workers(config.workerinput["workercount"])
     config.harness_run = suite.RunOptions.from_pytest(config)  # raises pytest.UsageError on bad values
 
 
@@ -55,6 +60,7 @@ def pytest_generate_tests(metafunc):
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
+    suite.skip_slow_unless_asked(config, items)
     suite.check_selection(config, items)
 
 

@@ -125,6 +125,22 @@ class RunOptions:
         return self.gates[config.id]
 
 
+# Environment variables that size the frameworks' thread pools; read when each framework starts.
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+
+
+def share_cores_among_workers(workers: int) -> int:
+    """Give each pytest-xdist worker its share of the cores (before it imports a framework).
+
+    Left alone, every worker's TensorFlow and PyTorch size their pools to all cores, and
+    n workers oversubscribe them n times over. Variables the user set are kept.
+    """
+    share = max(1, (os.cpu_count() or 1) // max(1, workers))
+    for name in THREAD_ENV:
+        os.environ.setdefault(name, str(share))
+    return share
+
+
 def _progress(message: str) -> None:
     print(message, flush=True)
 
@@ -139,6 +155,22 @@ def parametrize_matrix(metafunc) -> None:
             marks += [pytest.mark.imagenet, pytest.mark.slow]
         params.append(pytest.param(config, id=config.id, marks=marks))
     metafunc.parametrize("configuration", params)
+
+
+SLOW_SKIP = ("slow: builds the full-size ImageNet architectures (minutes on 2 cores); "
+             "run with --run-slow (make test does) or select with -m slow")
+
+
+def skip_slow_unless_asked(config, items) -> None:
+    """Tests marked slow run only with --run-slow or when the marker expression names slow.
+
+    Matrix cases are exempt: their zoo is chosen with --zoo, and choosing imagenet is asking.
+    """
+    if config.option.run_slow or "slow" in (config.option.markexpr or ""):
+        return
+    for item in items:
+        if item.get_closest_marker("slow") and "configuration" not in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.skip(reason=SLOW_SKIP))
 
 
 def check_selection(config, items) -> None:

@@ -18,33 +18,48 @@ USE_BOTH = (
 )
 
 
-def _run(code: str) -> subprocess.CompletedProcess:
+ORDERS = {
+    "tensorflow-first": "import tensorflow; import harness",
+    "harness-then-tensorflow": "import harness; import tensorflow",
+    "torchvision-first": "import torchvision; import harness",
+    "harness-then-torch": "import harness; import torch",
+}
+SNIPPETS = {
+    **{order: f"{first}; {USE_BOTH}" for order, first in ORDERS.items()},
+    "loaders": ("import harness; from harness.frameworks import import_tensorflow, import_torch;"
+                "tf = import_tensorflow(); torch = import_torch(); import torchvision.models; print('ok')"),
+    "bare-trap": "import tensorflow; import triton",
+}
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[str, subprocess.CompletedProcess]:
+    """Every snippet in its own fresh interpreter, all at once (each spends ~10 s importing)."""
     env = {"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    started = {name: subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True, env=env) for name, code in SNIPPETS.items()}
+    done = {}
+    for name, process in started.items():
+        out, err = process.communicate(timeout=300)
+        done[name] = subprocess.CompletedProcess(process.args, process.returncode, out, err)
+    return done
 
 
-@pytest.mark.parametrize(
-    "first",
-    ["import tensorflow; import harness", "import harness; import tensorflow",
-     "import torchvision; import harness", "import harness; import torch"],
-    ids=["tensorflow-first", "harness-then-tensorflow", "torchvision-first", "harness-then-torch"],
-)
-def test_both_frameworks_work_in_either_order(first):
-    result = _run(f"{first}; {USE_BOTH}")
+@pytest.mark.parametrize("order", list(ORDERS))
+def test_both_frameworks_work_in_either_order(runs, order):
+    result = runs[order]
     assert result.returncode == 0, f"exit {result.returncode}: {result.stderr[-2000:]}"
     assert "both ok" in result.stdout
 
 
-def test_harness_loaders_import_in_either_order():
-    code = ("import harness; from harness.frameworks import import_tensorflow, import_torch;"
-            "tf = import_tensorflow(); torch = import_torch(); import torchvision.models; print('ok')")
-    result = _run(code)
+def test_harness_loaders_import_in_either_order(runs):
+    result = runs["loaders"]
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
 
 
-def test_the_trap_the_guard_exists_for_is_still_real():
+def test_the_trap_the_guard_exists_for_is_still_real(runs):
     """Without the guard, triton after TensorFlow segfaults: if this ever stops, the guard can go."""
-    result = _run("import tensorflow; import triton")
+    result = runs["bare-trap"]
     assert result.returncode == -11, (
         f"`import tensorflow; import triton` exited {result.returncode}, not SIGSEGV: "
         "the trap is gone on this environment and harness.frameworks' guard may be removed"
