@@ -1,7 +1,7 @@
 """Benchmark: LiteRT batch inference vs one image per ``invoke``, on the same model.
 
     python -m harness.bench.litert_batch [--models ...] [--quantization float int8]
-        [--images 500] [--batch 250] [--repeats 5] [--threads 1 2] [--resolver default] [--out FILE]
+        [--images 500] [--batch 64] [--repeats 5] [--threads 1 2] [--resolver default] [--out FILE]
 
 For each mini-zoo TensorFlow model (trained weights) and quantization, the converted
 ``.tflite`` (from the artefact cache) runs the same images twice through the one
@@ -99,7 +99,8 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--quantization", nargs="+", default=["float", "int8"], choices=["float", "int8"])
     parser.add_argument("--images", type=int, default=500, help="evaluation images timed per mode")
-    parser.add_argument("--batch", type=int, default=250, help="batch size of the batched mode")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="batch size of the batched mode (default: the runtime's, what the suite uses)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, nargs="+", default=sorted({1, os.cpu_count() or 1}))
     parser.add_argument("--resolver", default="default", help="LiteRT op resolver: default, builtin, reference")
@@ -120,7 +121,7 @@ def main(argv=None) -> int:
             art = convert(model, quantization, calibration, cache)
             for threads in args.threads:
                 with open_runtime("mobile", model, art, threads=threads, resolver=args.resolver) as runtime:
-                    result = bench_one(runtime, images, args.batch, args.repeats)
+                    result = bench_one(runtime, images, args.batch or runtime.default_batch_size, args.repeats)
                 result.update(model=model.spec.id, quantization=quantization, threads=runtime.threads,
                               resolver=runtime.resolver, model_file=str(art.path), file_size_bytes=art.size_bytes)
                 rows.append(result)
@@ -147,7 +148,7 @@ def main(argv=None) -> int:
               f"{1e3 * r['single_seconds_per_image']['median']:14.3f} {r['speedup_median']:7.2f}x "
               f"{r['max_abs_diff_batch_vs_single']:10.2e}")
     lowest = ", ".join(f"{t} thread(s) {v:.2f}x" for t, v in report["min_speedup_median"].items())
-    print(f"(median of {args.repeats} repeats, {args.images} images, batch {args.batch}, resolver {args.resolver}; "
+    print(f"(median of {args.repeats} repeats, {args.images} images, batch {rows[0]['batch_size']}, resolver {args.resolver}; "
           f"lowest speedup: {lowest}) -> {args.out}")
     return 0
 

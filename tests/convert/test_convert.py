@@ -108,7 +108,7 @@ def test_second_conversion_is_a_cache_hit_and_the_key_tracks_every_input(tmp_cac
 
 
 def test_corrupt_cached_tflite_is_rebuilt_not_used(tmp_cache):
-    model = support.trained("tensorflow", "mobilenet_v2")
+    model = support.trained("tensorflow", "resnet50")
     first = convert(model, "float", None, tmp_cache)
     good = first.path.read_bytes()
     data = bytearray(good)
