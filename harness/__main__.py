@@ -64,7 +64,8 @@ def main(argv=None) -> int:
           f"{len(models)} models; drew {len(selection.ids)} evaluation samples (seed {args.seed}), "
           f"first ids {selection.ids[:5].tolist()}; {len(calibration)} calibration images from "
           f"{calibration.name}/{calibration.split}")
-    print("next: `make test` runs the whole study (pytest -m pc) and writes reports/latest/report.html")
+    print("next: `pytest -m pc` (or `make test`, which adds the slow checks) runs the study and writes "
+          "reports/latest/report.html")
     return 0
 
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-
 from harness.attack.generate import generate_set
 from harness.attack.pngset import AdversarialSet
 from harness.attack.profiles import ATTACKS, Profile
@@ -106,19 +105,20 @@ class Study:
 
     def evaluation(self, framework: str, name: str) -> ImageDataset:
         """The evaluation samples at this model's input geometry."""
-        spec = self.model(framework, name).spec
-        key = ("evaluation", self.source.geometry_key(spec))
-        if key not in self._images:
-            self._images[key] = self.source.load(self.selection.ids, spec)
-        return self._images[key]
+        return self._at_geometry("evaluation", framework, name,
+                                 lambda spec: self.source.load(self.selection.ids, spec))
 
     def calibration(self, framework: str, name: str) -> ImageDataset:
         """The int8 calibration images at this model's input geometry (never evaluation samples)."""
+        return self._at_geometry("calibration", framework, name, lambda spec: self.source.calibration(
+            spec, self.profile.calibration, self.profile.seed, self.selection))
+
+    def _at_geometry(self, purpose: str, framework: str, name: str, load) -> ImageDataset:
+        """Images decoded once per input geometry, shared by the models that take it."""
         spec = self.model(framework, name).spec
-        key = ("calibration", self.source.geometry_key(spec))
+        key = (purpose, self.source.geometry_key(spec))
         if key not in self._images:
-            self._images[key] = self.source.calibration(spec, self.profile.calibration, self.profile.seed,
-                                                        self.selection)
+            self._images[key] = load(spec)
         return self._images[key]
 
     # -- artefacts -------------------------------------------------------------------------

@@ -20,10 +20,10 @@ import pytest
 
 from harness.attack.profiles import ProfileError, load_profile, load_profiles
 from harness.cache import ArtifactCache, atomic_write
-from harness.metrics import gates as gating
-from harness.study import PLATFORMS, Configuration, Study, matrix
 from harness.data import sources
 from harness.data.dataset import DataError
+from harness.metrics import gates as gating
+from harness.study import PLATFORMS, Configuration, Study, matrix
 from harness.zoo import registry
 from harness.zoo.registry import ZOOS  # noqa: F401  (conftest offers these as --zoo choices)
 
