@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from harness.cache import MANIFEST, Artifact, ArtifactCache, CacheError, CorruptArtifact, cache_key, canonical_json
 
-pytestmark = pytest.mark.pc
 
 REPO = Path(__file__).resolve().parents[1]
 

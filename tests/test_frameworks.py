@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.pc
 REPO = Path(__file__).resolve().parents[1]
 
 # Each snippet ends by using both frameworks, so a half-working import fails too.

@@ -11,8 +11,6 @@ from harness.data import samples
 from harness.study import Configuration, Study
 from harness.zoo.base import FRAMEWORKS, MODELS
 
-pytestmark = pytest.mark.pc
-
 
 @pytest.fixture(scope="module")
 def default_study():

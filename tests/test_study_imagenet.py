@@ -29,7 +29,7 @@ from harness.zoo import imagenet as zoo
 from harness.zoo import registry
 from tests.data.test_sources import write_imagenet_folder
 
-pytestmark = [pytest.mark.pc, pytest.mark.slow, pytest.mark.imagenet]
+pytestmark = [pytest.mark.slow, pytest.mark.imagenet]
 
 CLASS = 207  # every model is made to answer this class, so every image is "classified correctly"
 

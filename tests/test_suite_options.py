@@ -13,7 +13,6 @@ import pytest
 from harness.metrics import gates as gating
 from harness.study import Configuration, matrix
 
-pytestmark = pytest.mark.pc
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -16,7 +16,6 @@ from harness.data.dataset import DataError
 from harness.frameworks import import_torch
 from harness.zoo.base import ModelSpec, ZooModel
 
-pytestmark = pytest.mark.pc
 SMOKE = load_profile("smoke")
 
 

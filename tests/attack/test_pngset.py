@@ -12,8 +12,6 @@ from PIL import Image
 from harness.attack import pngset
 from harness.attack.pngset import PngSetError
 
-pytestmark = pytest.mark.pc
-
 
 @settings(max_examples=50, deadline=None)
 @given(arrays(np.uint8, st.tuples(st.integers(1, 40), st.integers(1, 40), st.just(3))))

@@ -5,8 +5,6 @@ import pytest
 from harness.attack import profiles
 from harness.attack.profiles import ProfileError, load_profile
 
-pytestmark = pytest.mark.pc
-
 
 def test_paper_profile_is_exactly_the_paper():
     paper = load_profile("paper")

@@ -14,8 +14,6 @@ from harness.runtime import open_runtime
 from harness.zoo import mini
 from tests.convert import support
 
-pytestmark = pytest.mark.pc
-
 
 @pytest.fixture
 def tmp_cache(tmp_path):

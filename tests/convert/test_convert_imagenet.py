@@ -16,7 +16,7 @@ from harness.data.dataset import ImageDataset
 from harness.runtime import open_runtime
 from harness.zoo.base import FRAMEWORKS, MODELS
 
-pytestmark = [pytest.mark.pc, pytest.mark.slow, pytest.mark.imagenet]
+pytestmark = [pytest.mark.slow, pytest.mark.imagenet]
 
 # int8: every PyTorch model (cheap) and TensorFlow's MobileNetV2 (calibrating 299x299 Keras models is slow)
 CONFIGS = ([(f, n, "float") for f in FRAMEWORKS for n in MODELS]

@@ -18,8 +18,6 @@ from hypothesis.extra.numpy import arrays
 from harness.data import fashion_mnist as fm
 from harness.data.dataset import DataError
 
-pytestmark = pytest.mark.pc
-
 
 @settings(max_examples=40, deadline=None)
 @given(arrays(np.uint8, st.tuples(st.integers(0, 5), st.integers(1, 9), st.integers(1, 9))))

@@ -20,7 +20,6 @@ from harness.data import imagenet
 from harness.data.dataset import DataError
 from harness.data.preprocessing import IMAGENET_GEOMETRY, Geometry
 
-pytestmark = pytest.mark.pc
 
 SMALL = Geometry(40, 32)  # keeps the decoding cheap; the paper's sizes are checked separately
 TENCH, KIT_FOX, TOILET_TISSUE = "n01440764", "n02119789", "n15075141"

@@ -21,7 +21,6 @@ from harness.data.preprocessing import (
 )
 from harness.frameworks import import_torch
 
-pytestmark = pytest.mark.pc
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -10,8 +10,6 @@ from hypothesis import strategies as st
 from harness.data import samples
 from harness.data.dataset import DataError, ImageDataset
 
-pytestmark = pytest.mark.pc
-
 
 def test_draw_is_the_same_on_every_machine():
     # PCG64 is specified bit for bit; these ids are what every platform must draw.

@@ -14,8 +14,6 @@ from harness.data.preprocessing import IMAGENET_GEOMETRY
 from harness.zoo import imagenet as imagenet_zoo
 from harness.zoo import mini
 
-pytestmark = pytest.mark.pc
-
 
 def write_imagenet_folder(root, labels: dict[int, int], seed: int = 0, size=(320, 260)):
     """A validation folder in torchvision's layout: real JPEGs, ILSVRC2012 file names, wnid folders."""

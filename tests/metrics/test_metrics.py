@@ -11,7 +11,6 @@ from harness.metrics import Measurement, MeasurementError, measure, measure_conf
 from harness.runtime import open_runtime
 from tests.convert import support
 
-pytestmark = pytest.mark.pc
 
 FIELDS = {
     "model", "zoo", "framework", "name", "quantization", "platform", "resolver", "threads", "engine",

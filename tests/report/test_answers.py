@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from harness.report.stats import compute_statistics, format_a, format_p, format_pp
 
 from .conftest import make_records
-
-pytestmark = pytest.mark.pc
 
 
 def test_answers_contain_the_computed_numbers(records):

@@ -15,8 +15,6 @@ from harness.report.figures import build_figures
 from harness.report.html import gate_verdicts
 from harness.report.stats import compute_statistics, format_p
 
-pytestmark = pytest.mark.pc
-
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):

@@ -12,7 +12,6 @@ from harness.report import stats
 from harness.report.stats import (a_magnitude, compare_platforms, compare_quantization, mcnemar_exact,
                                   paired_vargha_delaney_a, paired_wilcoxon, vargha_delaney_a, wilson_interval)
 
-pytestmark = pytest.mark.pc
 
 FAST = settings(max_examples=60, deadline=None)
 

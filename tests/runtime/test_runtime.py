@@ -18,8 +18,6 @@ from harness.runtime import (
 from harness.runtime.litert import RESOLVERS
 from tests.convert import support
 
-pytestmark = pytest.mark.pc
-
 
 # -- the figure: float mobile models agree with their PC model ------------------------------------
 @pytest.mark.parametrize("framework, name", support.MINI, ids=support.MINI_IDS)

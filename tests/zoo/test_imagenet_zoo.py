@@ -19,7 +19,6 @@ from harness.zoo import imagenet as zoo
 from harness.zoo.base import MODELS, WeightsUnavailable, ZooError
 from harness.zoo.frameworks import ADAPTERS
 
-pytestmark = pytest.mark.pc
 
 EXPECTED_FILES = {
     ("pytorch", "mobilenet_v2"): "mobilenet_v2-b0353104.pth",

@@ -11,7 +11,6 @@ from harness.frameworks import import_torch
 from harness.zoo import mini, port, registry
 from harness.zoo.base import MODELS, ZooError
 
-pytestmark = pytest.mark.pc
 torch = import_torch()
 
 

@@ -9,7 +9,6 @@ import pytest
 
 from harness.zoo import mini, registry
 
-pytestmark = pytest.mark.pc
 RECORD = json.loads(mini.RECORD.read_text())
 
 
