@@ -16,6 +16,10 @@ workers, parallel jobs) build it once; the others wait and read it. Every read c
 the manifest's digests; an artefact that fails (corrupt, truncated, partial, edited)
 is removed and rebuilt, never used. A hit does no building.
 
+Every published build also appends one line to ``<root>/.builds.jsonl`` (kind, key,
+label, process, host, seconds): the audit trail that shows, after a ``pytest -n 2`` run,
+that no artefact was built twice (:func:`builds`).
+
 Root: ``$HARNESS_CACHE_DIR`` or ``<repo>/.cache/artifacts``.
 """
 
@@ -40,6 +44,7 @@ from filelock import FileLock
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ENV_VAR = "HARNESS_CACHE_DIR"
 MANIFEST = "manifest.json"
+JOURNAL = ".builds.jsonl"
 FORMAT = 1
 _KIND_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 
@@ -293,8 +298,32 @@ class ArtifactCache:
         except BaseException:
             _remove(tmp)
             raise
+        self._journal({"kind": kind, "key": key, "label": label, "pid": os.getpid(), "host": os.uname().nodename,
+                       "seconds": round(seconds, 3), "built_at": manifest["built_at"]})
         self.log(f"built {label} in {seconds:.1f} s -> {final}")
         return Artifact(kind, key, final, manifest, built=True)
+
+    def _journal(self, entry: dict) -> None:
+        # One write of one line with O_APPEND: lines from concurrent processes never interleave.
+        line = (json.dumps(entry, sort_keys=True) + "\n").encode()
+        fd = os.open(self.root / JOURNAL, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+    def builds(self) -> list[dict]:
+        """Every build this cache has published, oldest first (its journal)."""
+        path = self.root / JOURNAL
+        if not path.is_file():
+            return []
+        entries = []
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise CacheError(f"{path}:{number}: not a JSON line ({exc})") from exc
+        return entries
 
     def _clean_stale(self, kind: str, key: str) -> None:
         """Temporary directories left for this key by a crashed build (we hold its lock)."""

@@ -91,6 +91,26 @@ def test_build_then_hit_does_no_work(cache):
     assert cache.lookup("demo", {**PARTS, "seed": 1}) is None
 
 
+def test_journal_has_one_line_per_published_build(cache):
+    assert cache.builds() == []
+    cache.get_or_build("demo", PARTS, writer(), label="demo set")
+    cache.get_or_build("demo", PARTS, writer())  # a hit: not journalled
+
+    def broken(directory: Path):
+        (directory / "half.bin").write_bytes(b"partial")
+        raise RuntimeError("converter crashed")
+
+    with pytest.raises(RuntimeError):
+        cache.get_or_build("demo", {**PARTS, "seed": 1}, broken)  # never published: not journalled
+    (entry,) = cache.builds()
+    assert (entry["kind"], entry["key"], entry["label"], entry["pid"]) == (
+        "demo", cache_key("demo", PARTS), "demo set", os.getpid())
+    with open(cache.root / ".builds.jsonl", "a") as fh:
+        fh.write("{half a line\n")
+    with pytest.raises(CacheError, match=r"\.builds\.jsonl:2: not a JSON line"):
+        cache.builds()
+
+
 def test_manifest_lists_digests_sizes_key_parts_and_metadata(cache):
     art = cache.get_or_build("demo", PARTS, writer(b"\x00" * 1000))
     manifest = json.loads((art.path / MANIFEST).read_text())
@@ -242,6 +262,8 @@ def test_two_processes_asking_for_the_same_key_build_it_once(tmp_path):
         results.append(json.loads(out.strip().splitlines()[-1]))
     assert log.read_text().count("built") == 1
     assert sorted(r["built"] for r in results) == [False, True]
+    journal = ArtifactCache(tmp_path / "cache").builds()
+    assert [(e["kind"], e["label"]) for e in journal] == [("race", "race")]
     assert results[0]["path"] == results[1]["path"]
     assert Path(results[0]["path"], "model.bin").read_bytes() == b"x" * 4096
 
