@@ -64,8 +64,8 @@ def main(argv=None) -> int:
           f"{len(models)} models; drew {len(selection.ids)} evaluation samples (seed {args.seed}), "
           f"first ids {selection.ids[:5].tolist()}; {len(calibration)} calibration images from "
           f"{calibration.name}/{calibration.split}")
-    print("next: `pytest -m pc` (or `make test`, which adds the slow checks) runs the study and writes "
-          "reports/latest/report.html")
+    print("next: `pytest -m pc` runs the study and writes reports/latest/report.html "
+          "(`make test` runs it with every unit test)")
     return 0
 
 
