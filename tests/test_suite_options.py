@@ -36,6 +36,16 @@ def test_matrix_ids_are_readable_and_complete():
         Configuration.parse("pytorch-inception_v3")
 
 
+def test_markers_select_the_study_and_only_the_study():
+    """`pytest -m pc` is the study on this host, `-m device` the study on a phone; unit tests carry neither."""
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q", "-m", "pc or device"]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    collected = sorted(line.split("[", 1)[1].rstrip("]") for line in result.stdout.splitlines() if "::" in line)
+    assert all(line.startswith("tests/test_matrix.py::") for line in result.stdout.splitlines() if "::" in line)
+    assert collected == sorted(c.id for c in matrix())
+
+
 def test_unknown_profile_is_a_usage_error(tmp_path):
     result = _pytest("--profile", "turbo", tmp_path=tmp_path)
     assert result.returncode == 4, result.stdout + result.stderr
