@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -49,6 +49,9 @@ class RunOptions:
     threads: int
     gates: dict | None  # None: no threshold file yet (cases then fail saying how to write one)
     imagenet_dir: Path | None = None
+    # The image source, when validating the options already opened it (indexing an ImageNet
+    # folder reads 50,000 directory entries and a label file: done once, not twice).
+    source: sources.StudySource | None = field(default=None, compare=False, repr=False)
 
     @property
     def run_dir(self) -> Path:
@@ -79,9 +82,10 @@ class RunOptions:
             raise pytest.UsageError(f"--threshold-margin must be in [0, 1], got {opt.threshold_margin}")
         if opt.threads < 1:
             raise pytest.UsageError(f"--threads must be at least 1, got {opt.threads}")
+        source = None
         if opt.zoo == "imagenet" and (opt.imagenet_dir or os.environ.get(sources.IMAGENET_DIR_ENV)):
             try:  # a folder that is named but unusable is the user's typo: say so now, not in 90 cases
-                sources.source_for(opt.zoo, opt.imagenet_dir)
+                source = sources.source_for(opt.zoo, opt.imagenet_dir)
             except DataError as exc:
                 raise pytest.UsageError(str(exc)) from None
         path = Path(opt.thresholds) if opt.thresholds else gating.default_path(opt.zoo, opt.profile)
@@ -96,13 +100,13 @@ class RunOptions:
         return cls(opt.zoo, opt.profile, opt.samples, Path(opt.cache_dir) if opt.cache_dir else None,
                    Path(opt.report_dir), os.environ.get("HARNESS_RUN_ID", "manual"), path,
                    opt.write_thresholds, opt.threshold_margin, opt.threads, gates,
-                   Path(opt.imagenet_dir) if opt.imagenet_dir else None)
+                   Path(opt.imagenet_dir) if opt.imagenet_dir else None, source)
 
     def make_study(self) -> Study:
         """The run's study; every case skips, saying what to provide, when the zoo's
         weights or images are not on this machine (the imagenet zoo never downloads)."""
         try:
-            source = sources.source_for(self.zoo, self.imagenet_dir)
+            source = self.source or sources.source_for(self.zoo, self.imagenet_dir)
         except sources.DataUnavailable as exc:
             pytest.skip(str(exc))
         missing = registry.missing_weights(self.zoo)
