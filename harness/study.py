@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from harness.attack.generate import generate_set
 from harness.attack.pngset import AdversarialSet
 from harness.attack.profiles import ATTACKS, Profile
@@ -27,7 +29,14 @@ from harness.zoo import registry
 from harness.zoo.base import FRAMEWORKS, MODELS
 
 QUANTIZATIONS = ("float", "int8")
-PLATFORMS = ("pc", "mobile", "device")
+PLATFORMS = ("pc", "mobile", "arm64", "device")
+# Platforms that run on this host (`pytest -m pc`); the rest need a phone (`-m device`).
+HOST_PLATFORMS = ("pc", "mobile", "arm64")
+# Platforms whose runtime runs in the on-device runner (the aarch64 bundle), compared
+# with the same file in this host's runtime (platform `mobile`) as well as with the PC.
+RUNNER_PLATFORMS = ("arm64", "device")
+# Platforms under emulation: they evaluate the profile's `emulated_samples` only.
+EMULATED_PLATFORMS = ("arm64",)
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,7 @@ class Study:
         self.log = log
         self.source = source if source is not None else sources.source_for(zoo)
         self._runtimes: dict = {}
+        self._prefetched: set[str] = set()
         self._images: dict = {}  # (purpose, geometry key) -> ImageDataset, shared by models of one input geometry
 
     # -- inputs --------------------------------------------------------------------------
@@ -144,48 +154,88 @@ class Study:
                 self._runtimes[key] = open_runtime("pc", model, threads=self.threads)
             else:
                 artifact = self.conversion(framework, name, quantization)
+                options = {"cache": self.cache, "log": self.log} if platform in RUNNER_PLATFORMS else {}
                 self._runtimes[key] = open_runtime(platform, model, artifact, quantization=quantization,
-                                                   threads=self.threads)
+                                                   threads=self.threads, **options)
         return self._runtimes[key]
+
+    def rows(self, platform: str) -> slice:
+        """Which of the samples ``platform`` evaluates: all, or the first ``emulated_samples``
+        of the draw on an emulated platform (the draw is random, so they are a random subset)."""
+        if platform in EMULATED_PLATFORMS and self.profile.emulated_samples:
+            return slice(0, min(self.profile.emulated_samples, self.n_samples))
+        return slice(None)
 
     # -- measurements ------------------------------------------------------------------------
     @functools.cache
     def _clean(self, framework: str, name: str, quantization: str, platform: str):
         from harness.metrics.measure import measure
 
+        rows = self.rows(platform)
         reference = None
         if (quantization, platform) != ("float", "pc"):
-            reference = self._clean(framework, name, "float", "pc")
+            reference = self._clean(framework, name, "float", "pc").logits[rows]
         runtime = self.runtime(framework, name, quantization, platform)
         size = None if platform == "pc" else self.conversion(framework, name, quantization).size_bytes
-        return measure(runtime, self.evaluation(framework, name), reference, file_size_bytes=size)
+        samples = self.evaluation(framework, name)
+        if rows != slice(None):
+            samples = samples.select(samples.ids[rows])
+        return measure(runtime, samples, reference, file_size_bytes=size)
 
     @functools.cache
-    def _adversarial_predictions(self, framework, name, attack, quantization, platform):
+    def _adversarial_logits(self, framework, name, attack, quantization, platform):
+        """Logits of ``platform`` on the adversarial set (its rows), and the seconds it took."""
         adv = self.adversarial_set(framework, name, attack)
         runtime = self.runtime(framework, name, quantization, platform)
         start = time.perf_counter()
-        predictions = runtime.predict(adv.images)
-        return predictions, time.perf_counter() - start
+        logits = runtime.predict_logits(adv.images[self.rows(platform)])
+        return logits, time.perf_counter() - start
+
+    def prefetch(self, configurations) -> None:
+        """Measure every runner-platform configuration given in as few runner processes as possible.
+
+        The runner starts one process per runtime family for the whole batch (importing
+        torch under emulation costs ~10 s); results land in the cache, so the cases that
+        follow find them there. Configurations already measured are skipped."""
+        from harness.runtime.remote import RunnerRuntime
+
+        wanted = [c for c in configurations if c.platform in RUNNER_PLATFORMS and c.id not in self._prefetched]
+        by_backend: dict = {}
+        for c in wanted:
+            runtime = self.runtime(c.framework, c.model, c.quantization, c.platform)
+            if not isinstance(runtime, RunnerRuntime):
+                continue
+            rows = self.rows(c.platform)
+            for images in (self.evaluation(c.framework, c.model).images[rows],
+                           self.adversarial_set(c.framework, c.model, c.attack).images[rows]):
+                by_backend.setdefault(id(runtime.backend), (runtime.backend, []))[1].append(runtime.request(images))
+        for backend, requests in by_backend.values():
+            backend.run(requests)  # failures are remembered and raised by the case that needs them
+        self._prefetched.update(c.id for c in wanted)
 
     def evaluate(self, config: Configuration) -> dict:
         f, n, a, q, p = config.framework, config.model, config.attack, config.quantization, config.platform
         adv = self.adversarial_set(f, n, a)
-        predictions, seconds = self._adversarial_predictions(f, n, a, q, p)
-        pc_predictions, _ = self._adversarial_predictions(f, n, a, "float", "pc")
-        success = predictions != adv.labels
-        pc_success = pc_predictions != adv.labels
+        rows = self.rows(p)
+        ids, labels = adv.ids[rows], adv.labels[rows]
+        if not np.array_equal(ids, self.evaluation(f, n).ids[rows]):
+            raise RuntimeError(f"{adv.path}: the set's samples are not the evaluation samples in order")
+        logits, seconds = self._adversarial_logits(f, n, a, q, p)
+        predictions = logits.argmax(axis=1)
+        pc_predictions = self._adversarial_logits(f, n, a, "float", "pc")[0].argmax(axis=1)[rows]
+        success = predictions != labels
+        pc_success = pc_predictions != labels
         clean = self._clean(f, n, q, p)
         runtime = self.runtime(f, n, q, p)
         model = self.model(f, n)
-        return {
+        record = {
             "configuration": config.id,
             "framework": f, "model": n, "attack": a, "quantization": q, "platform": p,
             "zoo": self.zoo, "profile": self.profile.name,
-            "n_samples": int(len(adv.ids)),
+            "n_samples": int(len(ids)),
             "success_rate": float(success.mean()),
-            "success_rate_before_rounding": adv.success_before_rounding,
-            "success_rate_after_rounding_pc": adv.success_after_rounding,
+            "success_rate_before_rounding": float(adv.column("success_before_rounding")[rows].mean()),
+            "success_rate_after_rounding_pc": float(adv.column("success_after_rounding")[rows].mean()),
             "pc_success_rate": float(pc_success.mean()),
             "pc_gap": float(abs(success.mean() - pc_success.mean())),
             "clean_accuracy": clean.accuracy,
@@ -195,20 +245,88 @@ class Study:
             "model_bytes": clean.file_size_bytes if clean.file_size_bytes is not None else _weights_bytes(model),
             "load_seconds": runtime.load_seconds,
             "inference_seconds": seconds,
-            "inference_seconds_per_image": seconds / max(1, len(adv.ids)),
+            "inference_seconds_per_image": seconds / max(1, len(ids)),
             "clean_inference_seconds": clean.inference_seconds,
             "generation_seconds": adv.generation_seconds,
             "boundary_init_failed": len(adv.sidecar.get("init_failed_ids", [])),
             "threads": runtime.threads, "resolver": runtime.resolver, "engine": runtime.engine,
             "weights_sha256": model.weights_digest,
-            "sample_ids": [int(i) for i in adv.ids],
+            "sample_ids": [int(i) for i in ids],
             "per_sample_success": [bool(s) for s in success],
+        }
+        if p in RUNNER_PLATFORMS:
+            record.update(self._runner_facts(config, logits, clean))
+        return record
+
+    def _runner_facts(self, config: Configuration, logits, clean) -> dict:
+        """What a runner platform adds: its timings as the runner measured them, the runtime
+        versions inside the bundle, the platform's facts, and the comparison with this host's
+        runtime on the same file and the same images (the host-vs-ARM table)."""
+        from harness.runtime.remote import job_timing
+
+        f, n, a, q, p = config.framework, config.model, config.attack, config.quantization, config.platform
+        runtime = self.runtime(f, n, q, p)
+        rows = self.rows(p)
+        result = runtime.backend.run([runtime.request(self.adversarial_set(f, n, a).images[rows])])[0]
+        clean_result = runtime.backend.run([runtime.request(self.evaluation(f, n).images[rows])])[0]
+        for r in (result, clean_result):
+            if isinstance(r, Exception):
+                raise r
+        timing = job_timing(result)
+        host_logits = self._adversarial_logits(f, n, a, q, "mobile")[0][rows]
+        host_clean = self._clean(f, n, q, "mobile").logits[rows]
+        host = self.runtime(f, n, q, "mobile")
+        host_versions = _host_runtime_versions(runtime.format)
+        arm_versions = {k: v for k, v in result.versions.items() if k in host_versions}
+        return {
+            "emulated": bool(result.transport.get("emulated")),
+            "inference_seconds": timing["inference_seconds"],
+            "inference_seconds_per_image": timing["seconds_per_image"],
+            "clean_inference_seconds": clean_result.job["inference_seconds"],
+            "load_seconds": timing["load_seconds"],
+            "timing_recorded": True,
+            "transport": result.transport,
+            "platform_facts": result.platform_facts,
+            "runtime_versions": result.versions,
+            "host_runtime_versions": host_versions,
+            "runtime_versions_differ": sorted(k for k in host_versions if arm_versions.get(k) != host_versions[k]),
+            "host_vs_arm": {
+                "reference": "mobile",
+                "runtime": host.__class__.__name__,
+                "clean": _agreement(clean.logits, host_clean),
+                "adversarial": _agreement(logits, host_logits),
+                "arm_seconds_per_image": timing["seconds_per_image"],
+                "host_seconds_per_image": self._clean(f, n, q, "mobile").seconds_per_image,
+                "arm_timing": "emulated" if result.transport.get("emulated") else "measured on the device",
+            },
         }
 
     def close(self) -> None:
         for runtime in self._runtimes.values():
             runtime.close()
         self._runtimes.clear()
+
+
+def _agreement(subject: np.ndarray, reference: np.ndarray) -> dict:
+    """Prediction agreement, largest |logit difference| and bit-exactness of two logit arrays."""
+    subject, reference = np.asarray(subject, np.float32), np.asarray(reference, np.float32)
+    return {"n": int(len(subject)),
+            "prediction_agreement": float((subject.argmax(axis=1) == reference.argmax(axis=1)).mean()),
+            "max_abs_logit_diff": float(np.abs(subject - reference).max()) if len(subject) else 0.0,
+            "bit_exact": bool(np.array_equal(subject.view(np.uint32), reference.view(np.uint32)))}
+
+
+@functools.cache
+def _host_runtime_versions(fmt: str) -> dict:
+    """This host's version of the runtime that runs ``fmt`` files (to compare with the bundle's)."""
+    from importlib.metadata import version
+
+    import numpy
+
+    if fmt == "tflite":
+        return {"litert": version("ai-edge-litert"), "numpy": numpy.__version__}
+    torch = __import__("harness.frameworks", fromlist=["import_torch"]).import_torch()
+    return {"torch": torch.__version__, "numpy": numpy.__version__}
 
 
 def _weights_bytes(model) -> int | None:

@@ -23,7 +23,7 @@ from harness.cache import ArtifactCache, atomic_write
 from harness.data import sources
 from harness.data.dataset import DataError
 from harness.metrics import gates as gating
-from harness.study import PLATFORMS, Configuration, Study, matrix
+from harness.study import HOST_PLATFORMS, PLATFORMS, RUNNER_PLATFORMS, Configuration, Study, matrix
 from harness.zoo import registry
 from harness.zoo.registry import ZOOS  # noqa: F401  (conftest offers these as --zoo choices)
 
@@ -153,7 +153,7 @@ def parametrize_matrix(metafunc) -> None:
     zoo = metafunc.config.option.zoo
     params = []
     for config in matrix():
-        marks = [pytest.mark.device if config.platform == "device" else pytest.mark.pc,
+        marks = [pytest.mark.pc if config.platform in HOST_PLATFORMS else pytest.mark.device,
                  pytest.mark.xdist_group(f"{config.framework}-{config.model}")]
         if zoo == "imagenet":
             marks += [pytest.mark.imagenet, pytest.mark.slow]
@@ -191,6 +191,18 @@ def check_selection(config, items) -> None:
         f"{sorted({c.attack for c in matrix()})}, quantizations ['float', 'int8'], platforms {list(PLATFORMS)}; "
         "markers pc, device, slow, imagenet"
     )
+
+
+def planned_configurations(session, configuration: Configuration) -> list[Configuration]:
+    """The configurations this process will run on ``configuration``'s platform: every selected
+    case, or under pytest-xdist the ones of its framework-model group (the worker that runs one
+    runs them all)."""
+    configs = [item.callspec.params["configuration"] for item in session.items
+               if "configuration" in getattr(getattr(item, "callspec", None), "params", {})]
+    same = [c for c in configs if c.platform == configuration.platform]
+    if hasattr(session.config, "workerinput"):
+        same = [c for c in same if (c.framework, c.model) == (configuration.framework, configuration.model)]
+    return same or [configuration]
 
 
 def attached_devices() -> list[str]:
@@ -237,7 +249,7 @@ def finish_run(config, exitstatus) -> None:
     if options.write_thresholds:
         complete = {r["configuration"] for r in records}
         gates = {r["configuration"]: gating.gates_from_measurement(r["platform"], r, options.margin) for r in records}
-        missing = [c.id for c in matrix(("pc", "mobile")) if c.id not in complete]
+        missing = [c.id for c in matrix(HOST_PLATFORMS) if c.id not in complete]
         if missing:
             say(f"thresholds NOT written: {len(missing)} host configurations did not run (e.g. {missing[0]}); "
                 "run the whole `-m pc` matrix with --write-thresholds")

@@ -23,6 +23,9 @@ class Profile:
     seed: int
     attack_batch_size: int
     attacks: dict = field(default_factory=dict)  # attack name -> its parameters
+    # How many of the samples an emulated platform (arm64 under qemu) evaluates: the first
+    # N of the drawn samples (the draw is random, so they are a random subset). None: all.
+    emulated_samples: int | None = None
 
     def attack_params(self, attack: str) -> dict:
         if attack not in self.attacks:
@@ -32,7 +35,8 @@ class Profile:
     def to_dict(self) -> dict:
         return {"name": self.name, "description": self.description, "samples": self.samples,
                 "calibration": self.calibration, "seed": self.seed,
-                "attack_batch_size": self.attack_batch_size, "attacks": self.attacks}
+                "attack_batch_size": self.attack_batch_size, "attacks": self.attacks,
+                "emulated_samples": self.emulated_samples}
 
 
 _REQUIRED = {
@@ -93,6 +97,9 @@ def _parse(path: Path, name: str, body: dict) -> Profile:
     seed = body["seed"]
     if not isinstance(seed, int) or seed < 0:
         raise ProfileError(f"{where}: seed must be a non-negative integer, got {seed!r}")
+    emulated = body.get("emulated_samples")
+    if emulated is not None:
+        positive_int("emulated_samples", emulated)
     return Profile(name, str(body.get("description", "")), positive_int("samples", body["samples"]),
                    positive_int("calibration", body["calibration"]), seed,
-                   positive_int("attack_batch_size", body["attack_batch_size"]), attacks)
+                   positive_int("attack_batch_size", body["attack_batch_size"]), attacks, emulated)

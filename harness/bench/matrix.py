@@ -55,7 +55,7 @@ def run_once(profile, cache_dir: Path, label: str) -> dict:
             timed(f"generate {attack}", lambda: study.adversarial_set(framework, name, attack))
     for config in matrix(("pc", "mobile")):
         timed(f"infer {config.platform} {config.quantization}",
-              lambda: study._adversarial_predictions(config.framework, config.model, config.attack,
+              lambda: study._adversarial_logits(config.framework, config.model, config.attack,
                                                      config.quantization, config.platform))
     records = [timed("evaluate configurations", lambda c=c: study.evaluate(c)) for c in matrix(("pc", "mobile"))]
     study.close()

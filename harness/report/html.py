@@ -245,8 +245,52 @@ def _inference_tables(records: Sequence[Mapping[str, Any]]) -> str:
                         fl, i8 = times.get("float"), times.get("int8")
                         row.append(f"{fl / i8:.2f}\u00d7" if fl and i8 else "n/a")
                 rows.append(row)
-        out.append(f"<h3>{escape(PLATFORM_NAMES.get(platform, platform))}</h3>" + _table(headers, rows, left=2))
+        sizes = sorted({r["n_samples"] for r in recs})
+        note = (f" \u2014 {'/'.join(map(str, sizes))} images per set"
+                + (", timed under emulation" if any(r.get("emulated") for r in recs) else ""))
+        out.append(f"<h3>{escape(PLATFORM_NAMES.get(platform, platform) + note)}</h3>" + _table(headers, rows, left=2))
     return "\n".join(out)
+
+
+def _host_vs_arm_table(records: Sequence[Mapping[str, Any]]) -> str:
+    """Per runner-platform configuration: the ARM build against this host's runtime on the same file."""
+    recs = [r for r in records if isinstance(r.get("host_vs_arm"), Mapping)]
+    if not recs:
+        return ""
+    rows, notes = [], set()
+    for r in recs:
+        h = r["host_vs_arm"]
+        clean, adv = h.get("clean", {}), h.get("adversarial", {})
+        exact = clean.get("bit_exact") and adv.get("bit_exact")
+        differ = r.get("runtime_versions_differ") or []
+        versions = ", ".join(f"{k} {r.get('runtime_versions', {}).get(k)} vs host {r.get('host_runtime_versions', {}).get(k)}"
+                             for k in differ)
+        if differ:
+            notes.add(versions)
+        arm_time = h.get("arm_seconds_per_image")
+        rows.append([
+            _link(r["config_id"]),
+            escape(str(r["quantization"])),
+            f"{_num(clean.get('prediction_agreement'), 3)} / {_num(adv.get('prediction_agreement'), 3)}",
+            f"{clean.get('max_abs_logit_diff', float('nan')):.2e} / {adv.get('max_abs_logit_diff', float('nan')):.2e}",
+            "yes" if exact else "no",
+            (f"{arm_time * 1e3:.2f} ms" if arm_time is not None else "n/a")
+            + (" (emulated)" if r.get("emulated") else ""),
+            f"{h['host_seconds_per_image'] * 1e3:.3f} ms" if h.get("host_seconds_per_image") is not None else "n/a",
+            escape(versions) if versions else "same",
+        ])
+    facts = recs[0].get("transport") or {}
+    where = (f"qemu {facts.get('qemu')} emulating {facts.get('cpu_model')} on {facts.get('host_cpu')}"
+             if facts.get("emulated") else escape(json.dumps(facts, sort_keys=True, default=str)))
+    return ('<h2 id="host-vs-arm">Host vs ARM</h2>'
+            '<p class="small">The same converted file run by this host\'s runtime (platform mobile) and by the '
+            f"runtime's aarch64 build in the runner ({escape(where)}), on the same images: clean / adversarial. "
+            "Agreement of top-1 predictions, largest |logit difference|, whether every logit is bit-identical, "
+            "and per-image time (batches of 64; under emulation the time measures the translator, not a phone)."
+            + (" Runtime versions differ from the host's: " + escape("; ".join(sorted(notes))) + "." if notes else "")
+            + "</p>"
+            + _table(["configuration", "quantization", "agreement clean / adv", "max |\u0394 logit| clean / adv",
+                      "bit-exact", "ARM per image", "host per image", "runtime versions"], rows))
 
 
 def _generation_table(records: Sequence[Mapping[str, Any]]) -> str:
@@ -343,12 +387,13 @@ def render_html(records: Sequence[Mapping[str, Any]], statistics: Mapping[str, A
         _header(run_info, records),
         '<p class="small">Contents: <a href="#answers">answers</a> \u00b7 <a href="#figures">figures</a> \u00b7 '
         '<a href="#inference-time">inference time</a> \u00b7 <a href="#generation-time">generation time</a> '
-        '\u00b7 <a href="#quantization-effect">quantization effect</a> \u00b7 <a href="#pc-vs-mobile">PC vs '
+        '\u00b7 <a href="#host-vs-arm">host vs ARM</a> \u00b7 <a href="#quantization-effect">quantization effect</a> \u00b7 <a href="#pc-vs-mobile">PC vs '
         'mobile</a> \u00b7 <a href="#results">all configurations</a> \u00b7 <a href="#methods">methods</a></p>',
         _answers(statistics, ids),
         _summary_table(statistics),
         _figures(figures),
         _inference_tables(records),
+        _host_vs_arm_table(records),
         _generation_table(records),
         '<h2 id="quantization-effect">Quantization effect</h2>'
         '<p class="small">int8 vs float on the same platform and the same adversarial PNGs; b = samples only '

@@ -49,14 +49,15 @@ ORDER = {
     "model": ("mobilenet_v2", "resnet50", "inception_v3"),
     "attack": ("fgsm", "bim", "boundary"),
     "quantization": ("float", "int8"),
-    "platform": ("pc", "mobile", "device"),
+    "platform": ("pc", "mobile", "arm64", "device"),
 }
 
 FRAMEWORK_NAMES = {"tensorflow": "TensorFlow", "pytorch": "PyTorch"}
 MOBILE_FRAMEWORK_NAMES = {"tensorflow": "TFLite", "pytorch": "PyTorch Mobile"}
 MODEL_NAMES = {"mobilenet_v2": "MobileNetV2", "resnet50": "ResNet50", "inception_v3": "InceptionV3"}
 ATTACK_NAMES = {"fgsm": "FGSM", "bim": "BIM", "boundary": "Boundary"}
-PLATFORM_NAMES = {"pc": "PC", "mobile": "mobile (host runtime)", "device": "device"}
+PLATFORM_NAMES = {"pc": "PC", "mobile": "mobile (host runtime)", "arm64": "arm64 (ARM build, emulated)",
+                  "device": "device"}
 
 
 class RecordError(ValueError):

@@ -126,6 +126,17 @@ def paired_outcomes(first: Mapping[str, Any], second: Mapping[str, Any]) -> tupl
     return a, b
 
 
+def paired_rates(first: Mapping[str, Any], second: Mapping[str, Any]) -> tuple[float, float]:
+    """Both success rates on the samples the two records share (an emulated platform
+    evaluates a subset of the samples; its comparison with the PC uses that subset)."""
+    if list(first["sample_ids"]) == list(second["sample_ids"]):
+        return success_rate(first), success_rate(second)
+    a, b = paired_outcomes(first, second)
+    if not a:
+        return success_rate(first), success_rate(second)
+    return sum(a) / len(a), sum(b) / len(b)
+
+
 def mcnemar_records(first: Mapping[str, Any], second: Mapping[str, Any]) -> McNemarResult | None:
     """McNemar between two records paired by sample id; None when they share no sample."""
     a, b = paired_outcomes(first, second)
@@ -238,7 +249,7 @@ def _index(records: Iterable[Mapping[str, Any]]) -> dict[tuple, Mapping[str, Any
 
 def _comparison(kind: str, subject: Mapping[str, Any], reference: Mapping[str, Any]) -> dict:
     res = mcnemar_records(subject, reference)
-    rate, ref_rate = success_rate(subject), success_rate(reference)
+    rate, ref_rate = paired_rates(subject, reference)
     return {
         "kind": kind,
         "config_id": config_id(subject),
@@ -302,8 +313,9 @@ def compare_quantization(records: Iterable[Mapping[str, Any]], baseline: str = "
 def paired_summary(pairs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
                    x_label: str, y_label: str, alpha: float = ALPHA) -> dict:
     """Wilcoxon, A and counts over configuration pairs (x record, y record)."""
-    x = [success_rate(a) for a, _ in pairs]
-    y = [success_rate(b) for _, b in pairs]
+    rates = [paired_rates(a, b) for a, b in pairs]
+    x = [r[0] for r in rates]
+    y = [r[1] for r in rates]
     diffs = [a - b for a, b in zip(x, y)]
     rows = []
     for (a, b), xr, yr, d in zip(pairs, x, y, diffs):
@@ -453,7 +465,8 @@ def compute_statistics(records: Iterable[Mapping[str, Any]], alpha: float = ALPH
 
 # ----------------------------------------------------------------------------- generated answers
 def _where(platform: str) -> str:
-    return {"mobile": "On the mobile runtimes", "device": "On the attached device"}.get(
+    return {"mobile": "On the mobile runtimes", "arm64": "On the runtimes' ARM builds (emulated)",
+            "device": "On the attached device"}.get(
         platform, f"On platform {platform}")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from harness.runtime.base import (
     InputMismatchError,
     ModelFileError,
+    PlatformUnavailable,
     Runtime,
     RuntimeFailure,
     RuntimeRequest,
@@ -52,7 +53,7 @@ def open_runtime(platform: str, model: ZooModel | None = None, artifact=None, *,
 
 
 __all__ = [
-    "InputMismatchError", "ModelFileError", "PLATFORMS", "Platform", "QUANTIZATIONS", "Runtime",
+    "InputMismatchError", "ModelFileError", "PLATFORMS", "PlatformUnavailable", "Platform", "QUANTIZATIONS", "Runtime",
     "RuntimeFailure", "RuntimeRequest", "UnsupportedConfiguration", "open_runtime",
     "register_mobile_runtime", "register_platform",
 ]

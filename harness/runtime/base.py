@@ -39,6 +39,10 @@ class UnsupportedConfiguration(RuntimeFailure):
     """A platform/quantization/format combination this platform cannot run."""
 
 
+class PlatformUnavailable(RuntimeFailure):
+    """The platform needs something this machine lacks (qemu, a phone); the message says how to get it."""
+
+
 @dataclass
 class RuntimeRequest:
     """Everything a platform may need to open a runtime; each platform uses what it needs.

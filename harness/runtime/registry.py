@@ -2,8 +2,9 @@
 
 ``pc`` runs the framework itself; ``mobile`` runs the mobile runtime on this host and
 picks the runtime by the artefact's format (``tflite`` -> LiteRT, ``ptl`` -> PyTorch lite
-interpreter). Later platforms (``arm64`` under user-mode emulation, ``device`` over ADB)
-and formats (ExecuTorch ``.pte``) register here; callers only name them.
+interpreter); ``arm64`` runs the same files in the runtimes' aarch64 builds under
+user-mode emulation (:mod:`harness.runtime.arm64`). Later platforms (``device`` over
+ADB) and formats (ExecuTorch ``.pte``) register here; callers only name them.
 """
 
 from __future__ import annotations
@@ -83,5 +84,12 @@ def register_mobile_runtime(fmt: str, factory: Callable[[RuntimeRequest], Runtim
     MOBILE_RUNTIMES[fmt] = factory
 
 
+def _arm64() -> Platform:
+    from harness.runtime.arm64 import Arm64Platform
+
+    return Arm64Platform()
+
+
 register_platform(PCPlatform())
 register_platform(MobilePlatform())
+register_platform(_arm64())

@@ -1,0 +1,269 @@
+"""Runtimes that execute in the on-device runner (``android_harness/runner.py``), not in this process.
+
+A :class:`RunnerBackend` owns one *transport* (qemu on this host for ``arm64``; ADB for a
+phone) and turns requests "these images through this model file" into runner jobs:
+
+* each job's logits are an artefact of the cache, keyed by everything that decides
+  their bits (bundle, runner source, model file, input pixels, threads, resolver,
+  engine, batch size, preprocessing, the transport's identity: emulated CPU and qemu
+  version, or a phone's build fingerprint), so a warm run re-measures nothing it has
+  measured on the same bits; the runner's timings are kept with them and reported as
+  recorded;
+* misses run as one batch per runtime family (one process imports torch once for all
+  its jobs; LiteRT jobs run beside it in a second process);
+* a job that fails (a model the runtime cannot load) is recorded with the runner's
+  message and raises :class:`RemoteJobError` for that request only.
+
+:class:`RunnerRuntime` puts this behind the usual :class:`Runtime` contract:
+``predict_logits(uint8 images)``. ``backend.prefetch(...)`` lets the study hand over a
+whole matrix's jobs at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from harness.cache import ArtifactCache, file_sha256
+from harness.runtime.base import InputMismatchError, ModelFileError, Runtime, RuntimeFailure, RuntimeRequest
+
+RUNNER_PATH = Path(__file__).resolve().parents[2] / "android_harness" / "runner.py"
+FAMILIES = {"tflite": "litert", "ptl": "torch"}
+KIND = "runner-logits"
+
+
+class RemoteJobError(RuntimeFailure):
+    """The runner ran the job and it failed (the message is the runner's, with the model file)."""
+
+
+def pixel_digest(images: np.ndarray) -> str:
+    images = np.ascontiguousarray(images, dtype=np.uint8)
+    return hashlib.sha256(repr(images.shape).encode() + images.tobytes()).hexdigest()
+
+
+@dataclass
+class JobRequest:
+    model_file: Path
+    model_sha256: str
+    format: str
+    quantization: str
+    threads: int
+    resolver: str | None
+    engine: str | None
+    preprocess: dict
+    num_classes: int
+    batch_size: int
+    images: np.ndarray = field(repr=False)
+    input_sha256: str = ""
+
+    def __post_init__(self):
+        if not self.input_sha256:
+            self.input_sha256 = pixel_digest(self.images)
+
+    @property
+    def family(self) -> str:
+        return FAMILIES[self.format]
+
+    def settings(self) -> dict:
+        return {"model_sha256": self.model_sha256, "format": self.format, "quantization": self.quantization,
+                "threads": self.threads, "resolver": self.resolver, "engine": self.engine,
+                "preprocess": self.preprocess, "num_classes": self.num_classes, "batch_size": self.batch_size,
+                "input_sha256": self.input_sha256, "n_images": int(len(self.images))}
+
+
+@dataclass
+class JobResult:
+    logits: np.ndarray = field(repr=False)
+    job: dict  # the runner's per-job result: load_seconds, seconds_per_image, batch_seconds...
+    versions: dict  # runtime versions inside the runner's process
+    platform_facts: dict  # what the runner saw of its machine
+    transport: dict  # what the host knows of the transport (qemu version, emulated CPU, phone facts)
+    cached: bool
+
+
+class RunnerBackend:
+    """One transport, its result cache, and the batching of runner jobs."""
+
+    def __init__(self, platform: str, transport, cache: ArtifactCache, log: Callable[[str], None] = print):
+        self.platform = platform
+        self.transport = transport
+        self.cache = cache
+        self.log = log
+        self.runner_sha256 = file_sha256(RUNNER_PATH)
+        self._failed: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def key_parts(self, request: JobRequest) -> dict:
+        return {"stage": KIND, "platform": self.platform, "runner_sha256": self.runner_sha256,
+                "transport": self.transport.key_facts(), **request.settings()}
+
+    def lookup(self, request: JobRequest) -> JobResult | None:
+        artifact = self.cache.lookup(KIND, self.key_parts(request))
+        return None if artifact is None else self._load(artifact, cached=True)
+
+    def run(self, requests: list[JobRequest]) -> list[JobResult | RemoteJobError]:
+        """Each request's result (from the cache, or from one runner batch per family) or its error."""
+        results: list[JobResult | RemoteJobError | None] = [None] * len(requests)
+        misses: dict[str, list[int]] = {}
+        seen: dict[str, int] = {}
+        for i, request in enumerate(requests):
+            key = self.cache_key(request)
+            if key in self._failed:
+                results[i] = RemoteJobError(self._failed[key])
+                continue
+            hit = self.lookup(request)
+            if hit is not None:
+                results[i] = hit
+            elif key in seen:  # the same job asked twice in one batch runs once
+                misses.setdefault("dup", []).append(i)
+            else:
+                seen[key] = i
+                misses.setdefault(request.family, []).append(i)
+        duplicates = misses.pop("dup", [])
+        if misses:
+            with self._lock:
+                threads = [threading.Thread(target=self._run_family, args=(family, [requests[i] for i in idx],
+                                                                          idx, results))
+                           for family, idx in misses.items()]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+        for i in duplicates:
+            results[i] = results[seen[self.cache_key(requests[i])]]
+        return results  # type: ignore[return-value]
+
+    def cache_key(self, request: JobRequest) -> str:
+        from harness.cache import cache_key
+
+        return cache_key(KIND, self.key_parts(request))
+
+    # -- one runner process per family ----------------------------------------------------
+    def _run_family(self, family: str, requests: list[JobRequest], slots: list[int], results: list) -> None:
+        self.log(f"{self.platform}: {len(requests)} {family} job(s) in one runner process "
+                 f"({self.transport.describe()})")
+        with tempfile.TemporaryDirectory(prefix=f"runner-{family}-") as tmp:
+            work = Path(tmp)
+            try:
+                jobfile, outdir = self.transport.stage(work, [self._job(r, n, work) for n, r in enumerate(requests)],
+                                                       requests)
+                self.transport.run(jobfile, outdir, threads=max(r.threads for r in requests))
+                local = self.transport.fetch(outdir, work / "results")
+                document = json.loads((local / "results.json").read_text())
+            except Exception as exc:  # the process died, hung or the transport broke: every job fails
+                message = f"{self.platform} runner for {family} failed: {exc}"
+                for slot in slots:
+                    results[slot] = RemoteJobError(message)
+                return
+            for n, (request, slot) in enumerate(zip(requests, slots)):
+                job = next((j for j in document["jobs"] if j["id"] == f"j{n}"), None)
+                if job is None or job["status"] != "ok":
+                    error = job["error"] if job else "no result for this job"
+                    message = f"{request.model_file}: the {self.platform} runner could not run it ({error})"
+                    self._failed[self.cache_key(request)] = message
+                    results[slot] = RemoteJobError(message)
+                    continue
+                results[slot] = self._publish(request, job, document, local / job["logits"])
+
+    def _job(self, request: JobRequest, n: int, work: Path) -> dict:
+        inputs = work / "inputs"
+        inputs.mkdir(exist_ok=True)
+        npy = inputs / f"{request.input_sha256[:16]}.npy"
+        if not npy.exists():
+            np.save(npy, np.ascontiguousarray(request.images, dtype=np.uint8), allow_pickle=False)
+        return {"id": f"j{n}", "model": str(request.model_file), "format": request.format,
+                "quantization": request.quantization, "threads": request.threads, "resolver": request.resolver,
+                "engine": request.engine, "input": {"npy": str(npy)}, "preprocess": request.preprocess,
+                "num_classes": request.num_classes, "batch_size": request.batch_size}
+
+    def _publish(self, request: JobRequest, job: dict, document: dict, logits_file: Path) -> JobResult:
+        if file_sha256(logits_file) != job["logits_sha256"]:
+            raise RemoteJobError(f"{logits_file}: logits differ from the digest the runner wrote (transfer damaged?)")
+        record = {"job": job, "versions": document["versions"], "platform_facts": document["platform"],
+                  "transport": self.transport.facts()}
+
+        def build(directory: Path) -> dict:
+            shutil.copyfile(logits_file, directory / "logits.npy")
+            (directory / "result.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+            return {"model_file": str(request.model_file), "seconds_per_image": job["seconds_per_image"]}
+
+        artifact = self.cache.get_or_build(KIND, self.key_parts(request), build,
+                                           label=f"{self.platform} logits of {request.model_file.name}")
+        return self._load(artifact, cached=not artifact.built)
+
+    @staticmethod
+    def _load(artifact, cached: bool) -> JobResult:
+        record = json.loads(artifact.file("result.json").read_text())
+        logits = np.load(artifact.file("logits.npy"), allow_pickle=False)
+        return JobResult(logits, record["job"], record["versions"], record["platform_facts"], record["transport"],
+                         cached)
+
+
+class RunnerRuntime(Runtime):
+    """A converted model file run by the runner on a backend's transport."""
+
+    def __init__(self, request: RuntimeRequest, backend: RunnerBackend):
+        path = request.model_file()
+        super().__init__(request, path)
+        if path is None or not Path(path).is_file():
+            raise ModelFileError(f"{path}: model file not found")
+        self.backend = backend
+        self.format = Path(path).suffix.lstrip(".")
+        if self.format not in FAMILIES:
+            raise ModelFileError(f"{path}: the runner runs {sorted(FAMILIES)} files, not {self.format!r}")
+        if self.format == "tflite":
+            from harness.runtime.litert import resolver_name
+
+            self.resolver = resolver_name(request.options.get("resolver"))
+        if self.format == "ptl" and request.quantization == "int8":
+            from harness.convert.torch_mobile import ENGINE
+
+            self.engine = ENGINE
+        artifact = request.artifact
+        files = getattr(getattr(artifact, "artifact", None), "manifest", {}).get("files", {})
+        self.model_sha256 = files.get(Path(path).name, {}).get("sha256") or file_sha256(Path(path))
+        self.last_result: JobResult | None = None
+        self.default_batch_size = 64
+
+    def request(self, images: np.ndarray, batch_size: int | None = None) -> JobRequest:
+        images = self.check_images(images)
+        n = self.spec.normalization
+        preprocess = {"scale": n.scale, "mean": list(n.mean), "std": list(n.std), "channel_order": n.channel_order,
+                      "layout": n.layout}
+        return JobRequest(Path(self.model_path), self.model_sha256, self.format, self.quantization, self.threads,
+                          self.resolver, self.engine, preprocess, self.spec.num_classes,
+                          batch_size or self.default_batch_size, images)
+
+    def predict_logits(self, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        (result,) = self.backend.run([self.request(images, batch_size)])
+        if isinstance(result, Exception):
+            raise result
+        if result.logits.shape != (len(images), self.spec.num_classes):
+            raise InputMismatchError(f"{self.model_path}: runner logits {result.logits.shape} for {len(images)} images")
+        self.last_result = result
+        self.load_seconds = result.job["load_seconds"]
+        return result.logits
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:  # predict_logits is overridden whole
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {**super().describe(), "transport": self.backend.transport.facts()}
+
+
+def job_timing(result: JobResult) -> dict:
+    """The runner's own timing of a job, for records (recorded when the logits were measured)."""
+    job = result.job
+    return {"seconds_per_image": job["seconds_per_image"], "inference_seconds": job["inference_seconds"],
+            "load_seconds": job["load_seconds"], "recorded": True, "from_cache": result.cached}
+
+
+__all__ = ["JobRequest", "JobResult", "RemoteJobError", "RunnerBackend", "RunnerRuntime", "job_timing", "pixel_digest"]
