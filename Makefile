@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test train clean-venv
+.PHONY: run test train clean-venv system-deps
 
 $(STAMP): requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,14 @@ run: $(STAMP)
 	$(PY) -m harness
 
 ## The test suite: the unit tests of every stage (the slow full-size ImageNet checks included) and the
-## study's host-side cases; device cases skip with one line unless a phone is attached.
-test: $(STAMP)
+## study's host-side cases (pc, mobile, arm64); device cases skip with one line unless a phone is attached.
+test: $(STAMP) system-deps
 	$(PY) -m pytest --run-slow $(PYTEST_ARGS)
+
+## Debian packages the arm64 platform needs: qemu-user 8.0+ (bookworm: from backports). Installs
+## as root; otherwise says what is missing and the arm64 cases skip.
+system-deps:
+	@bash android_harness/install-qemu.sh
 
 ## Retrain the mini zoo (needs the full Fashion-MNIST, see README).
 train: $(STAMP)

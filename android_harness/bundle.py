@@ -186,9 +186,10 @@ def variant_entries(lock: dict, variant: str) -> dict:
 
 def key_parts(variant: str, lock: dict | None = None) -> dict:
     lock = lock if lock is not None else load_lock()
+    inputs = variant_entries(lock, variant)  # an unknown variant is a BundleError naming the valid ones
     return {
         "stage": "bundle", "variant": variant, "families": list(VARIANTS[variant]),
-        "inputs": variant_entries(lock, variant),
+        "inputs": inputs,
         # The builder's own code: a change in layout or trimming is a new bundle.
         "builder_sha256": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
     }
@@ -360,16 +361,17 @@ def _deb_version(entries: dict, name: str) -> str:
     raise BundleError(f"{LOCK_PATH}: no {name} in the Debian packages")
 
 
-def get_bundle(variant: str = "full", cache=None, log=None) -> Bundle:
-    """The bundle from the artefact cache, built (and verified) on first use."""
+def get_bundle(variant: str = "full", cache=None, log=None, downloads: Path | None = None) -> Bundle:
+    """The bundle from the artefact cache, built (and verified) on first use.
+
+    ``downloads`` keeps the fetched files by digest (default ``<cache>/.downloads``)."""
     from harness.cache import ArtifactCache
 
     cache = cache if cache is not None else ArtifactCache()
-    log = log or cache.log
-    downloads = cache.root / ".downloads"
+    downloads = Path(downloads) if downloads is not None else cache.root / ".downloads"
 
     def build(directory: Path) -> dict:
-        return build_into(directory, variant, downloads, log)
+        return build_into(directory, variant, downloads, log or cache.log)
 
     artifact = cache.get_or_build(KIND, key_parts(variant), build, label=f"aarch64 runtime bundle ({variant})")
     info = json.loads(artifact.file("bundle.json").read_text())

@@ -262,4 +262,4 @@ def finish_run(config, exitstatus) -> None:
     run_info = {"run": options.run_id, "zoo": options.zoo, "profile": options.profile.to_dict(),
                 "thresholds": str(options.thresholds_path), "exitstatus": int(exitstatus)}
     out = writer.write_report(records, run_info, options.run_dir)
-    say(f"report: {out if out else options.run_dir} ({len(records)} configurations)")
+    say(f"report: {getattr(out, 'report_html', None) or options.run_dir} ({len(records)} configurations)")

@@ -12,6 +12,7 @@ import pytest
 from harness import suite
 from harness.metrics import gates as gating
 from harness.runtime import PlatformUnavailable
+from harness.runtime.registry import check_available
 
 
 def test_configuration(configuration, study, run_options, request):
@@ -19,6 +20,10 @@ def test_configuration(configuration, study, run_options, request):
         if not suite.attached_devices():
             pytest.skip(suite.DEVICE_SKIP)
         pytest.skip("a phone is attached, but the ADB transport for the runner is not built yet")
+    try:
+        check_available(configuration.platform)
+    except PlatformUnavailable as exc:
+        pytest.skip(str(exc))
     gate = run_options.gate_for(configuration)
     try:
         # Runner platforms measure the whole planned batch at their first case (one process per runtime).

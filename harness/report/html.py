@@ -281,7 +281,7 @@ def _host_vs_arm_table(records: Sequence[Mapping[str, Any]]) -> str:
         ])
     facts = recs[0].get("transport") or {}
     where = (f"qemu {facts.get('qemu')} emulating {facts.get('cpu_model')} on {facts.get('host_cpu')}"
-             if facts.get("emulated") else escape(json.dumps(facts, sort_keys=True, default=str)))
+             if facts.get("emulated") else json.dumps(facts, sort_keys=True, default=str))
     return ('<h2 id="host-vs-arm">Host vs ARM</h2>'
             '<p class="small">The same converted file run by this host\'s runtime (platform mobile) and by the '
             f"runtime's aarch64 build in the runner ({escape(where)}), on the same images: clean / adversarial. "

@@ -43,8 +43,21 @@ def backend(cache: ArtifactCache | None = None, variant: str | None = None, log=
         return _BACKENDS[key]
 
 
+def check_available() -> None:
+    """PlatformUnavailable (saying how to install qemu) when this host cannot run the platform."""
+    from android_harness.qemu import QemuUnavailable, find_qemu
+
+    try:
+        find_qemu()
+    except QemuUnavailable as exc:
+        raise PlatformUnavailable(str(exc)) from None
+
+
 class Arm64Platform:
     name = "arm64"
+
+    def check_available(self) -> None:
+        check_available()
 
     def open(self, request: RuntimeRequest) -> Runtime:
         if request.artifact is None:

@@ -76,6 +76,14 @@ class MobilePlatform:
 PLATFORMS: dict[str, Platform] = {}
 
 
+def check_available(name: str) -> None:
+    """Raise PlatformUnavailable, saying what to install, when this machine cannot run ``name``
+    (cheap: asked before any model is converted for it)."""
+    check = getattr(PLATFORMS[name], "check_available", None)
+    if check is not None:
+        check()
+
+
 def register_platform(platform: Platform) -> None:
     PLATFORMS[platform.name] = platform
 

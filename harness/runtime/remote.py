@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 import threading
@@ -38,6 +39,9 @@ from harness.runtime.base import InputMismatchError, ModelFileError, Runtime, Ru
 RUNNER_PATH = Path(__file__).resolve().parents[2] / "android_harness" / "runner.py"
 FAMILIES = {"tflite": "litert", "ptl": "torch"}
 KIND = "runner-logits"
+# Relative cost per image under qemu (measured on the mini zoo: float convolutions are
+# emulated in software, int8 ones are integer code), only to balance runner processes.
+RELATIVE_COST = {("litert", "float"): 14.0, ("litert", "int8"): 1.0, ("torch", "float"): 44.0, ("torch", "int8"): 1.4}
 
 
 class RemoteJobError(RuntimeFailure):
@@ -92,8 +96,13 @@ class JobResult:
 class RunnerBackend:
     """One transport, its result cache, and the batching of runner jobs."""
 
-    def __init__(self, platform: str, transport, cache: ArtifactCache, log: Callable[[str], None] = print):
+    def __init__(self, platform: str, transport, cache: ArtifactCache, log: Callable[[str], None] = print,
+                 processes: int | None = None):
         self.platform = platform
+        # Runner processes at once: this process's share of the cores (pytest-xdist workers set
+        # OMP_NUM_THREADS to theirs), unless told.
+        self.processes = processes or int(os.environ.get("HARNESS_RUNNER_PROCESSES")
+                                           or os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
         self.transport = transport
         self.cache = cache
         self.log = log
@@ -132,7 +141,7 @@ class RunnerBackend:
             with self._lock:
                 threads = [threading.Thread(target=self._run_family, args=(family, [requests[i] for i in idx],
                                                                           idx, results))
-                           for family, idx in misses.items()]
+                           for family, idx in self.plan(misses, requests)]
                 for t in threads:
                     t.start()
                 for t in threads:
@@ -140,6 +149,32 @@ class RunnerBackend:
         for i in duplicates:
             results[i] = results[seen[self.cache_key(requests[i])]]
         return results  # type: ignore[return-value]
+
+    def plan(self, misses: dict[str, list[int]], requests: list[JobRequest]) -> list[tuple[str, list[int]]]:
+        """Runner processes for the misses: one per family; a family whose share of the work is
+        more than a core's share of the whole gets split over more processes, balanced by
+        estimated cost (each process still runs many jobs; a split costs one more import)."""
+        def cost(i: int) -> float:
+            return len(requests[i].images) * RELATIVE_COST.get((requests[i].family, requests[i].quantization), 1.0)
+
+        total = {family: sum(cost(i) for i in idx) for family, idx in misses.items()}
+        per_core = sum(total.values()) / max(1, self.processes)
+        chunks = dict.fromkeys(misses, 1)
+        while sum(chunks.values()) < 2 * self.processes:
+            family = max(chunks, key=lambda f: total[f] / chunks[f])
+            if total[family] / chunks[family] <= 1.1 * per_core or chunks[family] >= len(misses[family]):
+                break
+            chunks[family] += 1
+        plan = []
+        for family, idx in misses.items():
+            bins: list[list[int]] = [[] for _ in range(chunks[family])]
+            loads = [0.0] * len(bins)
+            for i in sorted(idx, key=cost, reverse=True):  # longest first into the lightest process
+                k = loads.index(min(loads))
+                bins[k].append(i)
+                loads[k] += cost(i)
+            plan += [(family, sorted(b)) for b in bins if b]
+        return plan
 
     def cache_key(self, request: JobRequest) -> str:
         from harness.cache import cache_key
