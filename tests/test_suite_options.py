@@ -96,9 +96,9 @@ def test_imagenet_cases_skip_saying_what_to_provide(tmp_path):
     env.update(TORCH_HOME=str(tmp_path / "torch"), KERAS_HOME=str(tmp_path / "keras"))
     result = _pytest("--zoo", "imagenet", "-m", "pc", "-rs", tmp_path=tmp_path, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "54 skipped" in result.stdout
+    assert "90 skipped" in result.stdout  # pc, mobile and arm64
     (line,) = _skip_lines(result.stdout)
-    assert "[54]" in line and "pass --imagenet-dir PATH (or set IMAGENET_DIR)" in line
+    assert "[90]" in line and "pass --imagenet-dir PATH (or set IMAGENET_DIR)" in line
 
     folder = write_imagenet_folder(tmp_path / "val", {1: 3, 2: 5})
     result = _pytest("--zoo", "imagenet", "--imagenet-dir", str(folder), "-m", "pc", "-rs", tmp_path=tmp_path, env=env)
@@ -113,7 +113,7 @@ def test_imagenet_cases_skip_saying_what_to_provide(tmp_path):
 
 
 def _valid_file(tmp_path, mutate):
-    gates = {c.id: {g: 0.5 for g in gating.required_gates(c.platform)} for c in matrix(("pc", "mobile"))}
+    gates = {c.id: {g: 0.5 for g in gating.required_gates(c.platform)} for c in matrix(("pc", "mobile", "arm64"))}
     document = {"zoo": "mini", "profile": "default", "gates": gates}
     mutate(document)
     path = tmp_path / "t.json"
@@ -137,7 +137,7 @@ def test_threshold_schema_is_validated(tmp_path, mutate, message):
 def test_valid_threshold_file_loads_and_gates_report_their_margin(tmp_path):
     path = _valid_file(tmp_path, lambda d: None)
     gates = gating.load_thresholds(path, [c.id for c in matrix()], "mini", "default")
-    assert len(gates) == 54
+    assert len(gates) == 90
     verdicts = gating.check({"max_success_rate": 0.5, "min_clean_accuracy": 0.9},
                             {"success_rate": 0.62, "clean_accuracy": 0.95})
     failed = [v for v in verdicts if not v.passed]
