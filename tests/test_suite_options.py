@@ -28,7 +28,7 @@ def _skip_lines(stdout: str) -> list[str]:
 
 def test_matrix_ids_are_readable_and_complete():
     ids = [c.id for c in matrix()]
-    assert len(ids) == len(set(ids)) == 18 + 36 + 36  # pc float, mobile float+int8, device float+int8
+    assert len(ids) == len(set(ids)) == 18 + 36 + 36 + 36  # pc float; mobile, arm64, device float+int8
     assert "tensorflow-mobilenet_v2-bim-int8-mobile" in ids
     assert "pytorch-resnet50-fgsm-int8-pc" not in ids  # not a paper configuration
     assert Configuration.parse("pytorch-inception_v3-boundary-float-pc").attack == "boundary"

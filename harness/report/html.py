@@ -381,19 +381,21 @@ def render_html(records: Sequence[Mapping[str, Any]], statistics: Mapping[str, A
     quant = statistics.get("quantization_comparisons") or []
     plat = statistics.get("platform_comparisons") or []
     title = f"On-device robustness report {run_info.get('run', '')}".strip()
+    host_vs_arm = _host_vs_arm_table(records)
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
         _header(run_info, records),
         '<p class="small">Contents: <a href="#answers">answers</a> \u00b7 <a href="#figures">figures</a> \u00b7 '
         '<a href="#inference-time">inference time</a> \u00b7 <a href="#generation-time">generation time</a> '
-        '\u00b7 <a href="#host-vs-arm">host vs ARM</a> \u00b7 <a href="#quantization-effect">quantization effect</a> \u00b7 <a href="#pc-vs-mobile">PC vs '
+        '\u00b7 ' + ('<a href="#host-vs-arm">host vs ARM</a> \u00b7 ' if host_vs_arm else '') +
+        '<a href="#quantization-effect">quantization effect</a> \u00b7 <a href="#pc-vs-mobile">PC vs '
         'mobile</a> \u00b7 <a href="#results">all configurations</a> \u00b7 <a href="#methods">methods</a></p>',
         _answers(statistics, ids),
         _summary_table(statistics),
         _figures(figures),
         _inference_tables(records),
-        _host_vs_arm_table(records),
+        host_vs_arm,
         _generation_table(records),
         '<h2 id="quantization-effect">Quantization effect</h2>'
         '<p class="small">int8 vs float on the same platform and the same adversarial PNGs; b = samples only '
