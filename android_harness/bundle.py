@@ -49,6 +49,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.cache import file_sha256
+
 HERE = Path(__file__).resolve().parent
 LOCK_PATH = HERE / "bundle.lock.json"
 KIND = "bundle-arm64"
@@ -196,27 +198,19 @@ def key_parts(variant: str, lock: dict | None = None) -> dict:
 
 
 # --- building --------------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch(entry: dict, downloads: Path, log=print) -> Path:
     """The locked file, from the download cache or its registry, verified by SHA-256."""
     downloads.mkdir(parents=True, exist_ok=True)
     name = entry["url"].rsplit("/", 1)[-1]
     target = downloads / f"{entry['sha256'][:16]}-{name}"
-    if target.is_file() and _sha256(target) == entry["sha256"]:
+    if target.is_file() and file_sha256(target) == entry["sha256"]:
         return target
     log(f"bundle: downloading {name} ({entry['size'] / 2**20:.1f} MiB)")
     fd, tmp = tempfile.mkstemp(dir=downloads, prefix=f".{name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(entry["url"], timeout=120) as response:
             shutil.copyfileobj(response, out, 1 << 20)
-        got = _sha256(Path(tmp))
+        got = file_sha256(Path(tmp))
         if got != entry["sha256"]:
             raise BundleError(f"{entry['url']}: SHA-256 {got} differs from the lock's {entry['sha256']} "
                               f"({LOCK_PATH}); the registry served other bytes than were pinned")
