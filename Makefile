@@ -22,10 +22,12 @@ run: $(STAMP)
 test: $(STAMP) system-deps
 	$(PY) -m pytest --run-slow $(PYTEST_ARGS)
 
-## Debian packages the arm64 platform needs: qemu-user 8.0+ (bookworm: from backports). Installs
-## as root; otherwise says what is missing and the arm64 cases skip.
+## Debian packages the arm64 platform and the virtual phone need: qemu-user 8.0+, adbd and adb
+## (bookworm: from backports), busybox-static. Installs as root; otherwise says what is missing
+## and the cases that need them skip.
 system-deps:
 	@bash android_harness/install-qemu.sh
+	@bash android_harness/install-virtual-phone.sh
 
 ## Retrain the mini zoo (needs the full Fashion-MNIST, see README).
 train: $(STAMP)

@@ -143,10 +143,11 @@ def launch_environment(root: str, tmp: str, threads: int = 1) -> dict:
 
 
 RUN_SH = """# Launch the bundle's Python: sh run.sh SCRIPT [ARGS...] (Android has no /bin/sh shebang).
+# Where aarch64 code cannot run natively (the virtual phone), $QEMU names a user-mode qemu.
 B=$(cd "$(dirname "$0")" && pwd)
 T=${{TMPDIR:-/data/local/tmp}}
 export {exports}
-exec "$B/lib/{loader}" --library-path "$B/lib" "$B/bin/{python}" "$@"
+exec ${{QEMU:+$QEMU -cpu ${{QEMU_CPU:-cortex-a76}}}} "$B/lib/{loader}" --library-path "$B/lib" "$B/bin/{python}" "$@"
 """
 
 
@@ -370,6 +371,20 @@ def get_bundle(variant: str = "full", cache=None, log=None, downloads: Path | No
     artifact = cache.get_or_build(KIND, key_parts(variant), build, label=f"aarch64 runtime bundle ({variant})")
     info = json.loads(artifact.file("bundle.json").read_text())
     return Bundle(artifact.path, info, artifact.key)
+
+
+def packed(bundle: Bundle, cache=None) -> Path:
+    """The bundle as a ``.tar.gz`` in the artefact cache (packing 600 MiB takes most of a minute)."""
+    from harness.cache import ArtifactCache
+
+    cache = cache if cache is not None else ArtifactCache()
+
+    def build(directory: Path) -> dict:
+        return {"bytes": pack(bundle, directory / "bundle.tar.gz"), "bundle": bundle.key}
+
+    artifact = cache.get_or_build(KIND + "-tar", {"stage": "bundle-tar", "bundle": bundle.key}, build,
+                                  label=f"packed bundle {bundle.key[:12]}")
+    return artifact.file("bundle.tar.gz")
 
 
 def pack(bundle: Bundle, target: Path) -> int:

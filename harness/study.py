@@ -77,7 +77,8 @@ class Study:
     """
 
     def __init__(self, zoo: str, profile: Profile, cache: ArtifactCache, n_samples: int | None = None,
-                 threads: int = 1, log: Callable[[str], None] = print, source: StudySource | None = None):
+                 threads: int = 1, log: Callable[[str], None] = print, source: StudySource | None = None,
+                 device_serial: str | None = None):
         registry.zoo_module(zoo)  # an unknown zoo is a ZooError naming the valid ones
         self.zoo = zoo
         self.profile = profile
@@ -88,6 +89,7 @@ class Study:
         self.source = source if source is not None else sources.source_for(zoo)
         self._runtimes: dict = {}
         self._prefetched: set[str] = set()
+        self.device_serial = device_serial
         self._images: dict = {}  # (purpose, geometry key) -> ImageDataset, shared by models of one input geometry
 
     # -- inputs --------------------------------------------------------------------------
@@ -155,6 +157,8 @@ class Study:
             else:
                 artifact = self.conversion(framework, name, quantization)
                 options = {"cache": self.cache, "log": self.log} if platform in RUNNER_PLATFORMS else {}
+                if platform == "device":
+                    options["serial"] = self.device_serial
                 self._runtimes[key] = open_runtime(platform, model, artifact, quantization=quantization,
                                                    threads=self.threads, **options)
         return self._runtimes[key]
@@ -162,9 +166,19 @@ class Study:
     def rows(self, platform: str) -> slice:
         """Which of the samples ``platform`` evaluates: all, or the first ``emulated_samples``
         of the draw on an emulated platform (the draw is random, so they are a random subset)."""
-        if platform in EMULATED_PLATFORMS and self.profile.emulated_samples:
+        if self.profile.emulated_samples and self.emulated(platform):
             return slice(0, min(self.profile.emulated_samples, self.n_samples))
         return slice(None)
+
+    def emulated(self, platform: str) -> bool:
+        """arm64 always; a device when it says it is one (the virtual phone: ro.kernel.qemu=1)."""
+        if platform in EMULATED_PLATFORMS:
+            return True
+        if platform == "device":
+            from harness.runtime.device import backend
+
+            return bool(backend(self.cache, self.device_serial, log=self.log).transport.emulated)
+        return False
 
     # -- measurements ------------------------------------------------------------------------
     @functools.cache

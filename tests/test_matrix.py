@@ -19,7 +19,8 @@ def test_configuration(configuration, study, run_options, request):
     if configuration.platform == "device":
         if not suite.attached_devices():
             pytest.skip(suite.DEVICE_SKIP)
-        pytest.skip("a phone is attached, but the ADB transport for the runner is not built yet")
+        pytest.skip("a phone is attached, but the study's device cases are not wired to it yet (the ADB transport "
+                    "and the device platform exist: python -m android_harness.adb, open_runtime('device', ...))")
     try:
         check_available(configuration.platform)
     except PlatformUnavailable as exc:

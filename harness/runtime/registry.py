@@ -98,6 +98,13 @@ def _arm64() -> Platform:
     return Arm64Platform()
 
 
+def _device() -> Platform:
+    from harness.runtime.device import DevicePlatform
+
+    return DevicePlatform()
+
+
 register_platform(PCPlatform())
 register_platform(MobilePlatform())
 register_platform(_arm64())
+register_platform(_device())

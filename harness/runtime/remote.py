@@ -194,7 +194,8 @@ class RunnerBackend:
                 local = self.transport.fetch(outdir, work / "results")
                 document = json.loads((local / "results.json").read_text())
             except Exception as exc:  # the process died, hung or the transport broke: every job fails
-                message = f"{self.platform} runner for {family} failed: {exc}"
+                files = ", ".join(sorted({r.model_file.name for r in requests}))
+                message = f"{self.platform} runner for {family} failed on {files}: {exc}"
                 for slot in slots:
                     results[slot] = RemoteJobError(message)
                 return
