@@ -40,6 +40,11 @@ def pytest_addoption(parser):
     group.addoption("--threshold-margin", type=float, default=0.05,
                     help="slack added to each measured value when writing thresholds (default 0.05)")
     group.addoption("--threads", type=int, default=1, help="inference threads per runtime (default 1)")
+    group.addoption("--device-serial", default=None,
+                    help="the phone for the device cases (default: $ANDROID_SERIAL, else the only one attached)")
+    group.addoption("--virtual-phone", default="auto", choices=("auto", "always", "never"),
+                    help="run the device cases on the virtual phone when no phone is attached and this host can "
+                         "start one (auto, the default), even when phones are attached (always), or never")
     group.addoption("--run-slow", action="store_true",
                     help="also run the tests marked slow (full-size ImageNet architectures; minutes). "
                          "Selecting them with -m slow runs them too")
@@ -62,6 +67,7 @@ def pytest_generate_tests(metafunc):
 def pytest_collection_modifyitems(config, items):
     suite.skip_slow_unless_asked(config, items)
     suite.check_selection(config, items)
+    suite.check_device_choice(config, items)
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +80,13 @@ def study(run_options):
     study = run_options.make_study()
     yield study
     study.close()
+
+
+@pytest.fixture(scope="session")
+def device_serial(pytestconfig, run_options):
+    """The phone the device cases run on: the one chosen or attached, else the virtual phone
+    (started here, stopped at the end of the session), else every device case skips saying why."""
+    yield from suite.device_for_session(pytestconfig, run_options)
 
 
 def pytest_sessionfinish(session, exitstatus):

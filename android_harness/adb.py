@@ -48,7 +48,8 @@ ABI = "arm64-v8a"
 SERIAL_ENV = "ANDROID_SERIAL"
 PROPS = {"model": "ro.product.model", "manufacturer": "ro.product.manufacturer", "board": "ro.board.platform",
          "hardware": "ro.hardware", "abi": "ro.product.cpu.abi", "release": "ro.build.version.release",
-         "sdk": "ro.build.version.sdk", "fingerprint": "ro.build.fingerprint", "qemu": "ro.kernel.qemu"}
+         "sdk": "ro.build.version.sdk", "fingerprint": "ro.build.fingerprint", "qemu": "ro.kernel.qemu",
+         "serialno": "ro.serialno"}
 _SENTINEL = re.compile(r"__RC=(\d+)\s*$")
 
 
@@ -183,11 +184,13 @@ class AdbTransport:
 
     # -- identity ------------------------------------------------------------------------------
     def key_facts(self) -> dict:
-        return {"transport": self.name, "serial": self.serial, "fingerprint": self.props["fingerprint"],
-                "bundle": self.bundle.key}
+        # The phone's own serial number, not adb's name for the connection (a phone on Wi-Fi
+        # debugging, or the virtual phone, is listed under an address that changes).
+        return {"transport": self.name, "serialno": self.props["serialno"] or self.serial,
+                "fingerprint": self.props["fingerprint"], "bundle": self.bundle.key}
 
     def facts(self) -> dict:
-        return {**self.key_facts(), "emulated": self.emulated, "kernel": self.kernel, **self.props,
+        return {**self.key_facts(), "serial": self.serial, "emulated": self.emulated, "kernel": self.kernel, **self.props,
                 "bundle_variant": self.bundle.variant, "bundle_versions": self.bundle.versions}
 
     def describe(self) -> str:

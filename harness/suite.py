@@ -205,6 +205,54 @@ def planned_configurations(session, configuration: Configuration) -> list[Config
     return same or [configuration]
 
 
+def check_device_choice(config, items) -> None:
+    """Device cases selected, several phones attached and none chosen: a usage error listing them."""
+    if hasattr(config, "workerinput") or config.option.device_serial or os.environ.get("ANDROID_SERIAL") \
+            or config.option.virtual_phone == "always":
+        return
+    if not any(getattr(getattr(i, "callspec", None), "params", {}).get("configuration") is not None
+               and i.callspec.params["configuration"].platform == "device" for i in items):
+        return
+    serials = attached_devices()
+    if len(serials) > 1:
+        raise pytest.UsageError(f"{len(serials)} phones are attached ({', '.join(serials)}): choose one with "
+                                "--device-serial SERIAL or $ANDROID_SERIAL")
+
+
+def device_for_session(config, options: "RunOptions"):
+    """Yield the serial of the phone for this session's device cases (see conftest's device_serial)."""
+    from android_harness import adb
+
+    chosen = config.option.device_serial or os.environ.get("ANDROID_SERIAL")
+    serials = attached_devices()
+    if config.option.virtual_phone != "always" and (chosen or serials):
+        try:
+            yield adb.choose_serial(chosen)
+        except adb.AdbError as exc:
+            pytest.skip(str(exc))
+        return
+    if config.option.virtual_phone == "never":
+        pytest.skip(DEVICE_SKIP)
+    from android_harness.virtual_phone import VirtualPhone, VirtualPhoneUnavailable, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"{DEVICE_SKIP}; and the virtual phone cannot start on this host: {reason}")
+    cache = ArtifactCache(options.cache_dir) if options.cache_dir else ArtifactCache()
+    # Kept beside the cache: the bundle and files pushed to the virtual phone stay for the next run.
+    phone = VirtualPhone(cache.root / ".virtual-phone" / "vphone0", name="vphone0", log=_progress)
+    try:
+        serial = phone.start()
+    except VirtualPhoneUnavailable as exc:
+        pytest.skip(f"{DEVICE_SKIP}; and the virtual phone did not start: {exc}")
+    _progress(f"device cases: running on the virtual phone {serial}"
+              + ("" if serials else " (no phone attached)"))
+    try:
+        yield serial
+    finally:
+        phone.stop()
+
+
 def attached_devices() -> list[str]:
     """Serials of phones the local ADB server sees (starting the server if adb is installed)."""
     try:
@@ -222,6 +270,34 @@ def attached_devices() -> list[str]:
             return [d.serial for d in client.devices()]
         except Exception:
             return []
+
+
+def write_gates(options: RunOptions, records: list[dict], say) -> None:
+    """Gates from this run's records for every platform whose whole matrix ran; the other
+    platforms keep their gates from the existing file (a phone's gates can be written by
+    `-m device` alone). The host platforms are written together or not at all."""
+    ran = {r["configuration"]: r for r in records}
+    complete = {p for p in PLATFORMS if all(c.id in ran for c in matrix((p,)))}
+    host_complete = set(HOST_PLATFORMS) <= complete
+    platforms = (set(HOST_PLATFORMS) if host_complete else set()) | ({"device"} & complete)
+    if not platforms:
+        missing = [c.id for c in matrix(HOST_PLATFORMS) if c.id not in ran]
+        say(f"thresholds NOT written: {len(missing)} host configurations did not run (e.g. {missing[0]}); "
+            "run the whole `-m pc` matrix (or the whole `-m device` matrix) with --write-thresholds")
+        return
+    gates = {}
+    if options.thresholds_path.is_file():
+        try:
+            old = json.loads(options.thresholds_path.read_text()).get("gates", {})
+        except (OSError, ValueError):
+            old = {}
+        gates = {k: v for k, v in old.items() if Configuration.parse(k).platform not in platforms}
+    gates.update({cid: gating.gates_from_measurement(r["platform"], r, options.margin)
+                  for cid, r in ran.items() if r["platform"] in platforms})
+    gating.write_thresholds(options.thresholds_path, options.zoo, options.profile_name, gates,
+                            options.margin, options.run_id)
+    say(f"wrote the gates of {sorted(platforms)} ({sum(Configuration.parse(k).platform in platforms for k in gates)} "
+        f"configurations; {len(gates)} in the file) to {options.thresholds_path} (margin {options.margin})")
 
 
 def write_record(options: RunOptions, record: dict) -> Path:
@@ -247,16 +323,7 @@ def finish_run(config, exitstatus) -> None:
     terminal = config.pluginmanager.get_plugin("terminalreporter")
     say = terminal.write_line if terminal else print
     if options.write_thresholds:
-        complete = {r["configuration"] for r in records}
-        gates = {r["configuration"]: gating.gates_from_measurement(r["platform"], r, options.margin) for r in records}
-        missing = [c.id for c in matrix(HOST_PLATFORMS) if c.id not in complete]
-        if missing:
-            say(f"thresholds NOT written: {len(missing)} host configurations did not run (e.g. {missing[0]}); "
-                "run the whole `-m pc` matrix with --write-thresholds")
-        else:
-            gating.write_thresholds(options.thresholds_path, options.zoo, options.profile_name, gates,
-                                    options.margin, options.run_id)
-            say(f"wrote {len(gates)} configurations' gates to {options.thresholds_path} (margin {options.margin})")
+        write_gates(options, records, say)
     from harness.report import writer
 
     run_info = {"run": options.run_id, "zoo": options.zoo, "profile": options.profile.to_dict(),

@@ -17,10 +17,7 @@ from harness.runtime.registry import check_available
 
 def test_configuration(configuration, study, run_options, request):
     if configuration.platform == "device":
-        if not suite.attached_devices():
-            pytest.skip(suite.DEVICE_SKIP)
-        pytest.skip("a phone is attached, but the study's device cases are not wired to it yet (the ADB transport "
-                    "and the device platform exist: python -m android_harness.adb, open_runtime('device', ...))")
+        study.device_serial = request.getfixturevalue("device_serial")  # a phone, or the virtual one
     try:
         check_available(configuration.platform)
     except PlatformUnavailable as exc:

@@ -80,7 +80,7 @@ def test_device_cases_skip_with_one_line_when_no_phone_is_attached(tmp_path):
 
     if suite.attached_devices():
         pytest.skip("a phone is attached to this machine")
-    result = _pytest("-m", "device", "-rs", tmp_path=tmp_path)
+    result = _pytest("-m", "device", "--virtual-phone", "never", "-rs", tmp_path=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:]
     assert "36 skipped" in result.stdout
     skip_lines = _skip_lines(result.stdout)
