@@ -8,7 +8,7 @@ module's state dict is kept beside the ``.ptl`` so the PC platform can rebuild t
 eager quantized module itself (:func:`quantized_module`).
 
 ``torch.utils.mobile_optimizer.optimize_for_mobile`` is not used: it fails in this torch
-build (no XNNPACK), DESIGN.md section 7.
+build (no XNNPACK); the lite interpreter needs no optimisation pass.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def quantized_engine(engine: str = ENGINE):
 
 @contextlib.contextmanager
 def quiet_deprecations():
-    """torch.ao.quantization and the lite interpreter warn on every call; we know (DESIGN.md 7)."""
+    """torch.ao.quantization and the lite interpreter warn on every call: both are deprecated upstream, and still the paper's path."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)

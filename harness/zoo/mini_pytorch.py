@@ -1,6 +1,6 @@
 """The mini zoo in PyTorch: quantizable, torchvision-style modules with ``fuse_model``.
 
-Each family keeps its defining block (DESIGN.md section 4): MobileNetV2's inverted
+Each family keeps its defining block: MobileNetV2's inverted
 residual with a depthwise convolution, ResNet50's bottleneck residual with an add,
 InceptionV3's multi-branch module with a concat. Adds and concats go through
 ``FloatFunctional`` and the model is wrapped in Quant/DeQuant stubs, as in

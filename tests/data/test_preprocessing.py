@@ -1,6 +1,6 @@
 """The paper's preprocessing (Table 1), checked against hand-computed values.
 
-Normalisation is checked pixel by pixel against the formulas in DESIGN.md section 3,
+Normalisation is checked pixel by pixel against the formulas of the paper's Table 1,
 and its Foolbox form against a NumPy emulation of Foolbox 3's preprocessing
 (``x[flip] - mean) / std`` along ``axis``), so an attack on [0, 1] images sees the same
 model input as inference does. Geometry is checked by property tests and against
