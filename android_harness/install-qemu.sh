@@ -20,17 +20,6 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "  Install qemu-user-static 8.0 or later (Debian bookworm: from bookworm-backports) to run them." >&2
   exit 0
 fi
-. /etc/os-release
-export DEBIAN_FRONTEND=noninteractive
-if [ "${VERSION_CODENAME:-}" = bookworm ]; then
-  list=/etc/apt/sources.list.d/bookworm-backports.sources
-  if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' > "$list"
-  fi
-  apt-get update -qq
-  apt-get install -y -qq -t bookworm-backports qemu-user-static >/dev/null
-else
-  apt-get update -qq
-  apt-get install -y -qq qemu-user-static >/dev/null
-fi
+. "$(dirname "$0")/apt-backports.sh"
+apt_install_backported qemu-user-static
 have_qemu || { echo "arm64 platform: installed qemu-user-static, but no qemu-aarch64 8.0+ is on the PATH" >&2; exit 1; }

@@ -31,20 +31,9 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "  Install the Debian packages adbd and adb (34.x; bookworm: from bookworm-backports) and busybox-static." >&2
   exit 0
 fi
-. /etc/os-release
-export DEBIAN_FRONTEND=noninteractive
-if [ "${VERSION_CODENAME:-}" = bookworm ]; then
-  list=/etc/apt/sources.list.d/bookworm-backports.sources
-  if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' > "$list"
-  fi
-  apt-get update -qq
-  [ ${#android[@]} -eq 0 ] || apt-get install -y -qq -t bookworm-backports "${android[@]}" >/dev/null
-else
-  apt-get update -qq
-  [ ${#android[@]} -eq 0 ] || apt-get install -y -qq "${android[@]}" >/dev/null
-fi
-[ ${#others[@]} -eq 0 ] || apt-get install -y -qq "${others[@]}" >/dev/null
+. "$(dirname "$0")/apt-backports.sh"
+[ ${#android[@]} -eq 0 ] || apt_install_backported "${android[@]}"
+[ ${#others[@]} -eq 0 ] || { apt-get update -qq; apt-get install -y -qq "${others[@]}" >/dev/null; }
 if [ ! -x /usr/sbin/adbd ] || ! command -v adb >/dev/null 2>&1 || ! static_busybox; then
   echo "virtual phone: installed $missing, but adbd, adb or a static /bin/busybox is still missing" >&2
   exit 1
