@@ -5,7 +5,7 @@ process (pytest-xdist workers included), whatever the tests import afterwards.
 
 Options (``pytest --help`` lists them under "on-device robustness suite"):
 ``--zoo``, ``--profile``, ``--imagenet-dir``, ``--samples``, ``--cache-dir``, ``--report-dir``,
-``--thresholds``, ``--write-thresholds`` with ``--threshold-margin``, ``--threads``.
+``--thresholds`` (the baseline), ``--write-thresholds`` with ``--threshold-margin``, ``--threads``.
 """
 
 from __future__ import annotations
@@ -36,9 +36,11 @@ def pytest_addoption(parser):
     group.addoption("--report-dir", default=str(REPO / "reports"), help="where reports/<run>/ goes")
     group.addoption("--thresholds", default=None, help="threshold file (default: thresholds/<zoo>-<profile>.json)")
     group.addoption("--write-thresholds", action="store_true",
-                    help="rewrite the threshold file from this run's measurements instead of gating on it")
-    group.addoption("--threshold-margin", type=float, default=0.05,
-                    help="slack added to each measured value when writing thresholds (default 0.05)")
+                    help="propose a baseline from this run (beside the live file, as <name>.proposed.json, with "
+                         "what changed and which gates got looser); the live file is never written")
+    group.addoption("--threshold-margin", type=float, default=0.02,
+                    help="practical margin of the proposed baseline: a regression fails only if the success "
+                         "rate rose by at least this much as well as significantly (default 0.02)")
     group.addoption("--threads", type=int, default=1, help="inference threads per runtime (default 1)")
     group.addoption("--device-serial", default=None,
                     help="the phone for the device cases (default: $ANDROID_SERIAL, else the only one attached)")
@@ -68,6 +70,7 @@ def pytest_collection_modifyitems(config, items):
     suite.skip_slow_unless_asked(config, items)
     suite.check_selection(config, items)
     suite.check_device_choice(config, items)
+    suite.count_gated_cases(config, items)
 
 
 @pytest.fixture(scope="session")
@@ -90,4 +93,4 @@ def device_serial(pytestconfig, run_options):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    suite.finish_run(session.config, exitstatus)
+    suite.finish_run(session, exitstatus)

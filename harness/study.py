@@ -10,7 +10,9 @@ metric the gates and the report need, as plain data.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import platform as _platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,6 +242,7 @@ class Study:
         success = predictions != labels
         pc_success = pc_predictions != labels
         clean = self._clean(f, n, q, p)
+        pc_clean = self._clean(f, n, "float", "pc").predictions[rows]
         runtime = self.runtime(f, n, q, p)
         model = self.model(f, n)
         record = {
@@ -267,6 +270,11 @@ class Study:
             "weights_sha256": model.weights_digest,
             "sample_ids": [int(i) for i in ids],
             "per_sample_success": [bool(s) for s in success],
+            # per sample, in sample_ids' order: what the paired and the equivalence gates read
+            "per_sample_clean_agreement": [bool(x) for x in clean.predictions == pc_clean],
+            "per_sample_adversarial_agreement": [bool(x) for x in predictions == pc_predictions],
+            "adversarial_pngs": str(adv.path / "png"),
+            "artifact_key": None if (q, p) == ("float", "pc") else self.conversion(f, n, q).key,
         }
         if p in RUNNER_PLATFORMS:
             record.update(self._runner_facts(config, logits, clean))
@@ -315,6 +323,30 @@ class Study:
             },
         }
 
+    def fingerprint(self, full: bool = True) -> dict:
+        """What this run measures on, in the baseline's terms (see harness.metrics.gates).
+
+        ``full=False`` gives what is known without loading a model (counts, seed,
+        attack parameters); the full one adds the drawn ids and the weights' digests,
+        the library versions and the settings."""
+        fp = self.fingerprint_of(self.profile, self.n_samples)
+        if not full:
+            return fp
+        ids = [int(i) for i in self.selection.ids]
+        fp["samples"].update(ids_sha256=hashlib.sha256(json.dumps(ids).encode()).hexdigest(), ids=ids,
+                             source=hashlib.sha256(json.dumps(self.source.fingerprint(), sort_keys=True)
+                                                   .encode()).hexdigest())
+        fp["weights"] = {m.spec.id: m.weights_digest
+                         for m in (self.model(f, n) for f, n in registry.combinations(self.zoo))}
+        fp["versions"] = library_versions()
+        fp["settings"] = run_settings(self.threads)
+        return fp
+
+    @staticmethod
+    def fingerprint_of(profile: Profile, n_samples: int) -> dict:
+        return {"samples": {"n": n_samples, "seed": profile.seed, "emulated_samples": profile.emulated_samples},
+                "attacks": {a: profile.attack_params(a) for a in ATTACKS}}
+
     def close(self) -> None:
         for runtime in self._runtimes.values():
             runtime.close()
@@ -345,3 +377,37 @@ def _host_runtime_versions(fmt: str) -> dict:
 
 def _weights_bytes(model) -> int | None:
     return None if model.weights_path is None else Path(model.weights_path).stat().st_size
+
+
+@functools.cache
+def library_versions() -> dict:
+    """Versions of everything that computes a number in the study (frameworks, converters,
+    runtimes, attacks, statistics)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": _platform.python_version()}
+    for dist in ("torch", "torchvision", "tensorflow-cpu", "keras", "ai-edge-litert", "foolbox", "eagerpy",
+                 "numpy", "scipy", "pillow"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def run_settings(threads: int) -> dict:
+    """Settings that decide a number without being a library version: threads, the quantized
+    engine and LiteRT resolver the runtimes use, and the machine."""
+    from harness.convert.torch_mobile import ENGINE
+    from harness.runtime.litert import resolver_name
+
+    cpu = _platform.processor() or _platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"threads": threads, "torch_quantized_engine": ENGINE, "litert_resolver": resolver_name(None),
+            "cpu": cpu, "os": f"{_platform.system()} {_platform.release()}", "machine": _platform.machine()}

@@ -31,6 +31,8 @@ from harness.zoo.registry import ZOOS  # noqa: F401  (conftest offers these as -
 # the imagenet zoo replicates the paper.
 ZOO_PROFILES = {"mini": "default", "imagenet": "paper"}
 
+FINGERPRINT_FILE = "fingerprint.json"
+
 DEVICE_SKIP = ("no Android phone attached over ADB: enable USB debugging on the phone, plug it in, "
                "accept the host key, and check that `adb devices` lists it")
 
@@ -47,11 +49,15 @@ class RunOptions:
     write_thresholds: bool
     margin: float
     threads: int
-    gates: dict | None  # None: no threshold file yet (cases then fail saying how to write one)
+    baseline: gating.Baseline | None  # None: no baseline yet (cases then fail saying how to propose one)
     imagenet_dir: Path | None = None
     # The image source, when validating the options already opened it (indexing an ImageNet
     # folder reads 50,000 directory entries and a label file: done once, not twice).
     source: sources.StudySource | None = field(default=None, compare=False, repr=False)
+    # How many matrix cases this session gates (the m in each case's alpha/m); set at collection.
+    gated_cases: int = 1
+    _fingerprint_errors: list | None = field(default=None, compare=False, repr=False)
+    fingerprint_notes: list = field(default_factory=list, compare=False, repr=False)
 
     @property
     def run_dir(self) -> Path:
@@ -89,18 +95,32 @@ class RunOptions:
             except DataError as exc:
                 raise pytest.UsageError(str(exc)) from None
         path = Path(opt.thresholds) if opt.thresholds else gating.default_path(opt.zoo, opt.profile)
-        gates = None
-        if not opt.write_thresholds and path.is_file():
+        baseline = None
+        if path.is_file():
             try:
-                gates = gating.load_thresholds(path, [c.id for c in matrix()], opt.zoo, opt.profile)
+                baseline = gating.load_baseline(path, [c.id for c in matrix()], opt.zoo, opt.profile)
             except gating.ThresholdError as exc:
-                raise pytest.UsageError(str(exc)) from None
+                if not opt.write_thresholds:
+                    raise pytest.UsageError(str(exc)) from None
         elif opt.thresholds and not opt.write_thresholds:
             raise pytest.UsageError(f"--thresholds {path}: file not found")
-        return cls(opt.zoo, opt.profile, opt.samples, Path(opt.cache_dir) if opt.cache_dir else None,
-                   Path(opt.report_dir), os.environ.get("HARNESS_RUN_ID", "manual"), path,
-                   opt.write_thresholds, opt.threshold_margin, opt.threads, gates,
-                   Path(opt.imagenet_dir) if opt.imagenet_dir else None, source)
+        options = cls(opt.zoo, opt.profile, opt.samples, Path(opt.cache_dir) if opt.cache_dir else None,
+                      Path(opt.report_dir), os.environ.get("HARNESS_RUN_ID", "manual"), path,
+                      opt.write_thresholds, opt.threshold_margin, opt.threads, baseline,
+                      Path(opt.imagenet_dir) if opt.imagenet_dir else None, source)
+        if baseline is not None:
+            # What is known before any model loads: a run on other samples or attack
+            # parameters is a usage error (exit 4), not 90 verdicts against the wrong limits.
+            errors, _ = gating.compare_fingerprints(baseline.fingerprint, options.cheap_fingerprint())
+            if errors and not opt.write_thresholds:
+                raise pytest.UsageError(str(gating.fingerprint_error(path, errors)))
+            if errors:
+                options.baseline = None  # writing a proposal for other settings: nothing to gate against
+        return options
+
+    def cheap_fingerprint(self) -> dict:
+        profile = self.profile
+        return Study.fingerprint_of(profile, self.samples or profile.samples)
 
     def make_study(self) -> Study:
         """The run's study; every case skips, saying what to provide, when the zoo's
@@ -116,17 +136,49 @@ class RunOptions:
         cache = ArtifactCache(self.cache_dir) if self.cache_dir else ArtifactCache()
         return Study(self.zoo, self.profile, cache, self.samples, self.threads, log=_progress, source=source)
 
-    def gate_for(self, config: Configuration) -> dict:
-        if self.write_thresholds:
-            return {}
-        if self.gates is None:
-            pytest.fail(f"no threshold file at {self.thresholds_path}: write one from a trusted run with "
-                        f"`pytest -m pc --write-thresholds` (zoo {self.zoo}, profile {self.profile_name})",
-                        pytrace=False)
-        if config.id not in self.gates:
-            pytest.fail(f"{self.thresholds_path} has no gates for {config.id}; every configuration needs them "
-                        "(rewrite the file with --write-thresholds)", pytrace=False)
-        return self.gates[config.id]
+    def run_fingerprint(self, study: Study) -> dict:
+        """The study's full fingerprint, computed once per process and kept beside the records
+        (the controller proposes a baseline from it; under xdist it holds no study)."""
+        if not hasattr(self, "_run_fingerprint"):
+            self._run_fingerprint = study.fingerprint()
+            path = self.run_dir / FINGERPRINT_FILE
+            if not path.is_file():
+                atomic_write(path, json.dumps(self._run_fingerprint, indent=1))
+        return self._run_fingerprint
+
+    def baseline_for(self, config: Configuration, study: Study) -> gating.Baseline | None:
+        """The baseline this case is judged against, after checking (once per session) that it
+        was measured on what this run measures; None when writing a proposal without one."""
+        if self.baseline is None:
+            if self.write_thresholds:
+                self.run_fingerprint(study)
+                return None
+            pytest.fail(f"no baseline at {self.thresholds_path}: propose one from a trusted run with "
+                        f"`pytest -m pc --write-thresholds` (zoo {self.zoo}, profile {self.profile_name}), review "
+                        f"it and move it into place", pytrace=False)
+        if self._fingerprint_errors is None:
+            errors, notes = gating.compare_fingerprints(self.baseline.fingerprint, self.run_fingerprint(study))
+            self._fingerprint_errors, self.fingerprint_notes = errors, notes
+            if notes:
+                _progress(f"{len(notes)} differences from the baseline's run that the gates judge: "
+                          + "; ".join(notes[:8]) + (" ..." if len(notes) > 8 else ""))
+        if self._fingerprint_errors:
+            if self.write_thresholds:
+                return None
+            pytest.fail(str(gating.fingerprint_error(self.thresholds_path, self._fingerprint_errors)), pytrace=False)
+        if config.id not in self.baseline.entries:
+            if self.write_thresholds:  # proposing this configuration's first entry
+                return None
+            pytest.fail(f"{self.thresholds_path} has no baseline for {config.id}; every configuration needs one "
+                        "(propose a complete baseline with --write-thresholds)", pytrace=False)
+        return self.baseline
+
+
+def count_gated_cases(config, items) -> None:
+    """The number of matrix cases this session runs: each case's share of the error budget."""
+    if hasattr(config, "harness_run"):
+        config.harness_run.gated_cases = max(1, sum(
+            1 for i in items if "configuration" in getattr(getattr(i, "callspec", None), "params", {})))
 
 
 # Environment variables that size the frameworks' thread pools; read when each framework starts.
@@ -272,32 +324,50 @@ def attached_devices() -> list[str]:
             return []
 
 
-def write_gates(options: RunOptions, records: list[dict], say) -> None:
-    """Gates from this run's records for every platform whose whole matrix ran; the other
-    platforms keep their gates from the existing file (a phone's gates can be written by
-    `-m device` alone). The host platforms are written together or not at all."""
+def write_proposal(options: RunOptions, records: list[dict], say) -> bool:
+    """Propose a baseline from this run for every platform whose whole matrix ran (the host
+    platforms together, a phone's alone), keeping the live file's other platforms; write it
+    beside the live file with what changed. False, and nothing written, when the matrix is
+    incomplete or a case ended in an error."""
+    broken = [r["configuration"] for r in records if r.get("error")]
+    if broken:
+        say(f"baseline NOT proposed: {len(broken)} configurations ended in an error (e.g. {broken[0]}); "
+            "a baseline needs every configuration measured")
+        return False
     ran = {r["configuration"]: r for r in records}
     complete = {p for p in PLATFORMS if all(c.id in ran for c in matrix((p,)))}
-    host_complete = set(HOST_PLATFORMS) <= complete
-    platforms = (set(HOST_PLATFORMS) if host_complete else set()) | ({"device"} & complete)
+    platforms = (set(HOST_PLATFORMS) if set(HOST_PLATFORMS) <= complete else set()) | ({"device"} & complete)
     if not platforms:
         missing = [c.id for c in matrix(HOST_PLATFORMS) if c.id not in ran]
-        say(f"thresholds NOT written: {len(missing)} host configurations did not run (e.g. {missing[0]}); "
+        say(f"baseline NOT proposed: {len(missing)} host configurations did not run (e.g. {missing[0]}); "
             "run the whole `-m pc` matrix (or the whole `-m device` matrix) with --write-thresholds")
-        return
-    gates = {}
-    if options.thresholds_path.is_file():
-        try:
-            old = json.loads(options.thresholds_path.read_text()).get("gates", {})
-        except (OSError, ValueError):
-            old = {}
-        gates = {k: v for k, v in old.items() if Configuration.parse(k).platform not in platforms}
-    gates.update({cid: gating.gates_from_measurement(r["platform"], r, options.margin)
-                  for cid, r in ran.items() if r["platform"] in platforms})
-    gating.write_thresholds(options.thresholds_path, options.zoo, options.profile_name, gates,
-                            options.margin, options.run_id)
-    say(f"wrote the gates of {sorted(platforms)} ({sum(Configuration.parse(k).platform in platforms for k in gates)} "
-        f"configurations; {len(gates)} in the file) to {options.thresholds_path} (margin {options.margin})")
+        return False
+    fp_path = options.run_dir / FINGERPRINT_FILE
+    fingerprint = json.loads(fp_path.read_text())
+    fingerprint["artifacts"] = {f"{r['framework']}-{r['model']}-{r['quantization']}": r["artifact_key"]
+                                for r in records if r.get("artifact_key")}
+    old = options.baseline
+    if old is None and options.thresholds_path.is_file():
+        try:  # the live file, even measured on something else, keeps the platforms this run did not cover
+            old = gating.load_baseline(options.thresholds_path, [c.id for c in matrix()], options.zoo,
+                                       options.profile_name)
+        except gating.ThresholdError:
+            old = None
+    policy = gating.Policy(practical_margin=options.margin)
+    new = gating.propose(records, fingerprint, old, platforms, options.zoo, options.profile_name, policy,
+                         options.run_id)
+    target = gating.proposal_path(options.thresholds_path)
+    gating.write_baseline(target, new)
+    changes = gating.describe_changes(old, new)
+    atomic_write(options.run_dir / "baseline-changes.txt", "\n".join(changes) + "\n")
+    say(f"proposed a baseline for {sorted(platforms)} in {target} ({len(new.entries)} configurations); "
+        f"what changed against {options.thresholds_path}: {changes[0]}")
+    for line in changes[1:21]:
+        say(f"  {line}")
+    if len(changes) > 21:
+        say(f"  ... {len(changes) - 21} more in {options.run_dir / 'baseline-changes.txt'}")
+    say(f"review it, then: mv {target} {options.thresholds_path}  (and commit the diff)")
+    return True
 
 
 def write_record(options: RunOptions, record: dict) -> Path:
@@ -306,14 +376,26 @@ def write_record(options: RunOptions, record: dict) -> Path:
     return path
 
 
+def write_error_record(options: RunOptions, config: Configuration, exc: BaseException, trace: str) -> Path:
+    """A configuration that raised: its record says so (the report lists it as an error)."""
+    return write_record(options, {"configuration": config.id, "framework": config.framework, "model": config.model,
+                                  "attack": config.attack, "quantization": config.quantization,
+                                  "platform": config.platform, "zoo": options.zoo, "profile": options.profile_name,
+                                  "error": f"{type(exc).__name__}: {exc}", "traceback": trace[-4000:],
+                                  "passed": False})
+
+
 def read_records(options: RunOptions) -> list[dict]:
     if not options.records_dir.is_dir():
         return []
     return [json.loads(p.read_text()) for p in sorted(options.records_dir.glob("*.json"))]
 
 
-def finish_run(config, exitstatus) -> None:
-    """On the controller: write the report, and the threshold file when asked to."""
+def finish_run(session, exitstatus) -> None:
+    """On the controller: the run-level regression check, the report, and with
+    --write-thresholds the proposed baseline. Either of the first two failing, or a proposal
+    refused, makes the session's exit status 1."""
+    config = session.config
     if hasattr(config, "workerinput") or not hasattr(config, "harness_run"):
         return
     options: RunOptions = config.harness_run
@@ -322,11 +404,26 @@ def finish_run(config, exitstatus) -> None:
         return
     terminal = config.pluginmanager.get_plugin("terminalreporter")
     say = terminal.write_line if terminal else print
+    failed = False
+    if options.baseline is not None:
+        extra = [(cid, q) for cid, q in gating.run_level_regressions(records, options.baseline.policy)
+                 if next(r for r in records if r["configuration"] == cid).get("passed")]
+        for cid, q in extra:
+            say(f"{cid}: regression FAILS at the run level: Benjamini-Hochberg adjusted p = {q:.3g} <= "
+                f"{options.baseline.policy.alpha} over {len(records)} configurations (see its verdicts)")
+        failed |= bool(extra)
     if options.write_thresholds:
-        write_gates(options, records, say)
+        failed |= not write_proposal(options, records, say)
     from harness.report import writer
 
     run_info = {"run": options.run_id, "zoo": options.zoo, "profile": options.profile.to_dict(),
                 "thresholds": str(options.thresholds_path), "exitstatus": int(exitstatus)}
-    out = writer.write_report(records, run_info, options.run_dir)
-    say(f"report: {getattr(out, 'report_html', None) or options.run_dir} ({len(records)} configurations)")
+    try:
+        out = writer.write_report(records, run_info, options.run_dir)
+    except ValueError as exc:  # e.g. every configuration raised: nothing to report on
+        say(f"report NOT written: {exc}")
+        failed = True
+    else:
+        say(f"report: {out.report_html} ({len(records)} configurations)")
+    if failed and session.exitstatus == 0:
+        session.exitstatus = 1

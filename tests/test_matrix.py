@@ -2,10 +2,13 @@
 
 Select with -k on the case id (``tensorflow-mobilenet_v2-bim-int8-mobile``) or with the
 markers (``-m pc``, ``-m device``). Each case measures its configuration on the
-adversarial PNGs and gates it against the committed threshold file.
+adversarial PNGs and judges it against the committed baseline
+(``thresholds/<zoo>-<profile>.json``; the gates are described in harness/metrics/gates.py).
 """
 
 from __future__ import annotations
+
+import traceback
 
 import pytest
 
@@ -22,15 +25,24 @@ def test_configuration(configuration, study, run_options, request):
         check_available(configuration.platform)
     except PlatformUnavailable as exc:
         pytest.skip(str(exc))
-    gate = run_options.gate_for(configuration)
     try:
+        baseline = run_options.baseline_for(configuration, study)
         # Runner platforms measure the whole planned batch at their first case (one process per runtime).
         study.prefetch(suite.planned_configurations(request.session, configuration))
         record = study.evaluate(configuration)
     except PlatformUnavailable as exc:
         pytest.skip(str(exc))
-    verdicts = gating.check(gate, record)
-    record["gate"] = gate
+    except Exception as exc:  # recorded, so the report shows the configuration as an error, not as absent
+        suite.write_error_record(run_options, configuration, exc, traceback.format_exc())
+        raise
+    if baseline is None:  # proposing a baseline with nothing to judge against: the proposal shows the numbers
+        record.update(gate={}, verdicts=["not judged: no baseline measured on these settings (proposal run)"],
+                      passed=True)
+        suite.write_record(run_options, record)
+        return
+    verdicts = gating.judge(record, baseline, run_options.gated_cases)
+    record["gate"] = gating.gate_numbers(record, baseline, run_options.gated_cases)
+    record["regression"] = verdicts[0].numbers
     record["verdicts"] = [v.describe(configuration.id) for v in verdicts]
     record["passed"] = all(v.passed for v in verdicts)
     suite.write_record(run_options, record)

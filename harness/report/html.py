@@ -373,6 +373,17 @@ def _methods(statistics: Mapping[str, Any]) -> str:
             "the full numbers are in statistics.json beside this page.</p>")
 
 
+def _errors(run_info: Mapping[str, Any]) -> str:
+    """Configurations that raised instead of producing a record: the report covers fewer, and says so."""
+    errors = run_info.get("errors") or []
+    if not errors:
+        return ""
+    rows = "".join(f"<tr><td>{escape(str(e.get('configuration')))}</td><td>{escape(str(e.get('error')))}</td></tr>"
+                   for e in errors)
+    return (f'<h2 id="errors">Errors</h2><p>{len(errors)} configurations raised an error and are missing from '
+            f"every table below.</p><table><tr><th>configuration</th><th>error</th></tr>{rows}</table>")
+
+
 def render_html(records: Sequence[Mapping[str, Any]], statistics: Mapping[str, Any],
                 figures: Sequence[ReportFigure], run_info: Mapping[str, Any]) -> str:
     """The whole page. ``records`` must be validated (see ``records.validate_records``)."""
@@ -391,6 +402,7 @@ def render_html(records: Sequence[Mapping[str, Any]], statistics: Mapping[str, A
         '\u00b7 ' + ('<a href="#host-vs-arm">host vs ARM</a> \u00b7 ' if host_vs_arm else '') +
         '<a href="#quantization-effect">quantization effect</a> \u00b7 <a href="#pc-vs-mobile">PC vs '
         'mobile</a> \u00b7 <a href="#results">all configurations</a> \u00b7 <a href="#methods">methods</a></p>',
+        _errors(run_info),
         _answers(statistics, ids),
         _summary_table(statistics),
         _figures(figures),

@@ -123,9 +123,14 @@ def write_report(records: Iterable[Mapping[str, Any]], run_info: Mapping[str, An
     Raises ValueError (``RecordError``) naming the configuration and the field for an invalid
     record, before anything is written.
     """
-    recs = validate_records(records)
+    records = list(records)
+    # A configuration that raised has a record saying so and nothing measured: listed, not validated.
+    errors = [{"configuration": r.get("configuration"), "error": r.get("error")} for r in records if r.get("error")]
+    recs = validate_records([r for r in records if not r.get("error")])
     out_dir = Path(out_dir)
     run_info = dict(run_info or {})
+    if errors:
+        run_info["errors"] = errors
     run_info.setdefault("run", out_dir.name)
     run_info.setdefault("date", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
