@@ -35,6 +35,16 @@ DEVICE_SKIP = ("no Android phone attached over ADB: enable USB debugging on the 
                "accept the host key, and check that `adb devices` lists it")
 
 
+def imagenet_dir_misuse(zoo: str, imagenet_dir) -> str | None:
+    """What is wrong with naming an ImageNet folder for this zoo, or None. The option is read by
+    the imagenet zoo only; silently ignoring it would let a user believe the mini run used it.
+    ($IMAGENET_DIR is a standing setting, not a request for this run, so it is not checked.)"""
+    if imagenet_dir and zoo != "imagenet":
+        return (f"--imagenet-dir {imagenet_dir} only applies to --zoo imagenet (this run uses --zoo {zoo}, "
+                "which reads its own committed images): add --zoo imagenet or drop --imagenet-dir")
+    return None
+
+
 @dataclass
 class RunOptions:
     zoo: str
@@ -74,6 +84,9 @@ class RunOptions:
             raise pytest.UsageError(str(exc)) from None
         if opt.profile is None:
             opt.profile = ZOO_PROFILES[opt.zoo]
+        misplaced = imagenet_dir_misuse(opt.zoo, opt.imagenet_dir)
+        if misplaced:
+            raise pytest.UsageError(misplaced)
         if opt.profile not in profiles:
             raise pytest.UsageError(f"--profile {opt.profile!r} is not in profiles.toml; valid: {sorted(profiles)}")
         if opt.samples is not None and opt.samples <= 0:

@@ -153,3 +153,48 @@ def test_written_gates_pass_the_run_they_came_from():
                      "min_pc_agreement": 0.93}
     assert all(v.passed for v in gating.check(gates, measured))
     assert set(gating.gates_from_measurement("pc", measured, 0.05)) == {"max_success_rate", "min_clean_accuracy"}
+
+
+# -- a new user's rough edges: each one a usage error in pytest and in `python -m harness` ----------
+MALFORMED_PROFILE = """[default]
+samples = "300"
+calibration = 200
+seed = 0
+attack_batch_size = 150
+fgsm = { eps = 0.1 }
+bim = { eps = 0.1, steps = 10, rel_stepsize = 0.2 }
+boundary = { steps = 5, spherical_step = 0.01, source_step = 0.01, init_directions = 5, init_retries = 1 }
+"""
+
+
+def _main(capsys, *argv: str) -> tuple[int, str]:
+    from harness.__main__ import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(list(argv))
+    return exited.value.code, capsys.readouterr().err
+
+
+def test_malformed_profile_file_is_a_usage_error_naming_file_profile_and_key(tmp_path, capsys, monkeypatch):
+    bad = tmp_path / "my-profiles.toml"
+    bad.write_text(MALFORMED_PROFILE)
+    expected = f"{bad} [default]: samples must be a positive integer, got '300'"
+    result = _pytest(tmp_path=tmp_path, env={**os.environ, "HARNESS_PROFILES": str(bad)})
+    assert result.returncode == 4, result.stdout[-2000:] + result.stderr[-2000:]
+    assert expected in result.stderr and "Traceback" not in result.stderr
+    monkeypatch.setenv("HARNESS_PROFILES", str(bad))
+    code, err = _main(capsys)
+    assert code == 2 and expected in err
+
+
+def test_imagenet_dir_with_the_mini_zoo_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    result = _pytest("--imagenet-dir", str(tmp_path), tmp_path=tmp_path)
+    assert result.returncode == 4, result.stdout[-2000:] + result.stderr[-2000:]
+    assert f"--imagenet-dir {tmp_path} only applies to --zoo imagenet (this run uses --zoo mini" in result.stderr
+    code, err = _main(capsys, "--imagenet-dir", str(tmp_path))
+    assert code == 2 and "only applies to --zoo imagenet" in err
+    # $IMAGENET_DIR is a standing setting: the mini zoo ignores it.
+    from harness.suite import imagenet_dir_misuse
+
+    monkeypatch.setenv("IMAGENET_DIR", str(tmp_path))
+    assert imagenet_dir_misuse("mini", None) is None and imagenet_dir_misuse("imagenet", str(tmp_path)) is None
