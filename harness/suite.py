@@ -285,6 +285,18 @@ def attached_devices() -> list[str]:
             return []
 
 
+def fail_run_wide_errors_in_one_line():
+    """Wrap a case's call: a failure that is a fact of the whole run (fewer eligible images than
+    the samples asked for) becomes that one-line message, not a traceback in every case."""
+    from harness.data.samples import PoolTooSmall
+
+    try:
+        return (yield)
+    except PoolTooSmall as exc:
+        message = f"sample selection: {exc}"
+    pytest.fail(message, pytrace=False)  # outside the handler: no "during handling" chain
+
+
 def write_gates(options: RunOptions, records: list[dict], say) -> None:
     """Gates from this run's records for every platform whose whole matrix ran; the other
     platforms keep their gates from the existing file (a phone's gates can be written by

@@ -198,3 +198,20 @@ def test_imagenet_dir_with_the_mini_zoo_is_a_usage_error(tmp_path, capsys, monke
 
     monkeypatch.setenv("IMAGENET_DIR", str(tmp_path))
     assert imagenet_dir_misuse("mini", None) is None and imagenet_dir_misuse("imagenet", str(tmp_path)) is None
+
+
+def test_more_samples_than_the_eligible_pool_fails_each_case_with_one_line(tmp_path):
+    """The pool is known only after every model has classified the candidates: the first case
+    finds it, later cases fail at once with the same one-line message (no traceback)."""
+    cases = "pytorch-mobilenet_v2-fgsm-float-pc or pytorch-mobilenet_v2-bim-float-pc"
+    result = _pytest("--samples", "100000", "-m", "pc", "-k", cases, "-rf",
+                     tmp_path=tmp_path, env={**os.environ, "COLUMNS": "400"})
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "2 failed" in result.stdout
+    lines = [line for line in result.stdout.splitlines() if line.startswith("FAILED")]
+    assert len(lines) == 2, result.stdout[-3000:]
+    for line in lines:
+        assert "sample selection: asked for 100000 evaluation samples but only" in line
+        assert "(the eligible pool): ask for at most" in line
+    assert "Traceback" not in result.stdout and "raise " not in result.stdout and "During handling" not in result.stdout
+    assert result.stdout.count("candidates right") == 6  # the six models classified the pool once, not per case
