@@ -25,6 +25,7 @@ from harness.cache import ArtifactCache
 from harness.data import samples, sources
 from harness.data.dataset import ImageDataset
 from harness.data.sources import StudySource
+from harness.runtime.base import check_finite
 from harness.zoo import registry
 from harness.zoo.base import FRAMEWORKS, MODELS
 
@@ -217,7 +218,8 @@ class Study:
         runtime = self.runtime(framework, name, quantization, platform)
         start = time.perf_counter()
         logits = runtime.predict_logits(adv.images[self.rows(platform)])
-        return logits, time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        return check_finite(logits, f"{runtime.where} on {adv.path}"), seconds
 
     def prefetch(self, configurations) -> None:
         """Measure every runner-platform configuration given in as few runner processes as possible.

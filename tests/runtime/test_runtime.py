@@ -217,3 +217,48 @@ def test_ptl_returning_a_tuple_gives_its_logits(tmp_path):
     with torch.no_grad():
         expected = module(torch.from_numpy(spec.normalization(images)))[0].numpy()
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
+
+
+# -- logits that are not numbers -------------------------------------------------------------------
+def _broken_mobilenet(fill: float, classes=slice(None)):
+    """The real mini PyTorch MobileNetV2 (a fresh copy) with its classifier's bias set to ``fill``."""
+    from harness.frameworks import import_torch
+    from harness.zoo import mini
+
+    torch = import_torch()
+    model = mini.load("pytorch", "mobilenet_v2")
+    linear = [m for m in model.module.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        linear.bias[classes] = fill
+    return model
+
+
+def test_nan_logits_are_refused_naming_the_runtime_and_how_many():
+    from harness.metrics import measure
+    from harness.runtime import NonFiniteLogits
+
+    model = _broken_mobilenet(float("nan"))
+    samples = support.evaluation().select(support.evaluation().ids[:7])
+    with open_runtime("pc", model) as rt:
+        with pytest.raises(NonFiniteLogits, match=re.escape(
+                f"mini/pytorch/mobilenet_v2/float/pc ({model.weights_path}): 70 of 70 logits are not finite "
+                "(70 NaN, 0 infinite) in 7 of 7 images")):
+            rt.predict_logits(samples.images)
+        with pytest.raises(NonFiniteLogits, match="70 of 70 logits are not finite"):
+            measure(rt, samples)
+
+
+def test_infinite_logits_are_refused_too():
+    from harness.runtime import NonFiniteLogits
+
+    model = _broken_mobilenet(float("inf"), classes=slice(3, 4))
+    with open_runtime("pc", model) as rt:
+        with pytest.raises(NonFiniteLogits, match=r": 5 of 50 logits are not finite \(0 NaN, 5 infinite\) in 5 of 5"):
+            rt.predict_logits(support.evaluation().images[:5])
+
+
+def test_finite_logits_pass_the_check_unchanged():
+    from harness.runtime.base import check_finite
+
+    logits = np.array([[1.0, -2.0], [3.0, 1e30]], np.float32)
+    assert check_finite(logits, "x") is logits
