@@ -33,6 +33,19 @@ def resolver_name(resolver: str | None) -> str:
     return name
 
 
+def quantization_of(detail: dict, path, role: str) -> tuple[float, int]:
+    """(scale, zero point) of an int8/uint8 input or output tensor, refused unless the scale is a
+    positive finite number: inputs are divided by it, and a zero scale would turn every pixel
+    into inf (then a clipped constant) and every logit into 0 without any error."""
+    scale, zero = detail["quantization"]
+    if not (np.isfinite(scale) and scale > 0):
+        raise ModelFileError(
+            f"{path}: {role} tensor {detail['name']!r} ({np.dtype(detail['dtype']).name}) has quantization scale "
+            f"{scale!r}; expected a positive finite number (the file is corrupt or was written wrongly)"
+        )
+    return float(scale), int(zero)
+
+
 class LiteRTRuntime(Runtime):
     # Per image, batches of 32-64 ran fastest here; 250 was up to 40% slower (the
     # activations of a large batch fall out of cache). Results do not depend on it.
@@ -80,6 +93,10 @@ class LiteRTRuntime(Runtime):
             )
         self.input_dtype = np.dtype(self._input["dtype"])
         self.output_dtype = np.dtype(self._output["dtype"])
+        if self.input_dtype != np.float32:
+            self._input_quantization = quantization_of(self._input, path, "input")
+        if self.output_dtype != np.float32:
+            self._output_quantization = quantization_of(self._output, path, "output")
 
     def _resize(self, n: int) -> None:
         if n != self._batch:
@@ -94,14 +111,14 @@ class LiteRTRuntime(Runtime):
         self._resize(len(batch))
         x = batch
         if self.input_dtype != np.float32:
-            scale, zero = self._input["quantization"]
+            scale, zero = self._input_quantization
             info = np.iinfo(self.input_dtype)
             x = np.clip(np.round(batch / scale + zero), info.min, info.max)
         self.interpreter.set_tensor(self._input["index"], np.ascontiguousarray(x, dtype=self.input_dtype))
         self.interpreter.invoke()
         out = self.interpreter.get_tensor(self._output["index"])
         if self.output_dtype != np.float32:
-            scale, zero = self._output["quantization"]
+            scale, zero = self._output_quantization
             out = (out.astype(np.float32) - zero) * scale
         return out
 

@@ -262,3 +262,33 @@ def test_finite_logits_pass_the_check_unchanged():
 
     logits = np.array([[1.0, -2.0], [3.0, 1e30]], np.float32)
     assert check_finite(logits, "x") is logits
+
+
+# -- quantization parameters that cannot be used --------------------------------------------------
+def _int8_io_details(data: bytes) -> tuple[dict, dict]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=data)
+    return interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+
+
+@pytest.mark.parametrize("role", ["input", "output"])
+@pytest.mark.parametrize("bad", [0.0, float("nan"), float("inf")])
+def test_zero_or_non_finite_quantization_scale_is_an_error_naming_file_and_tensor(tmp_path, role, bad):
+    data = support.fully_int8_tflite()
+    spec = support.artifact("tensorflow", "mobilenet_v2", "int8").spec
+    good = tmp_path / "int8-io.tflite"
+    good.write_bytes(data)
+    with open_runtime("mobile", spec=spec, artifact=good, quantization="int8") as rt:
+        assert rt.input_dtype == rt.output_dtype == np.int8  # the file really is fed through its scales
+        assert np.isfinite(rt.predict_logits(support.evaluation().images[:3])).all()
+    detail = dict(zip(("input", "output"), _int8_io_details(data)))[role]
+    broken = tmp_path / f"{role}-scale.tflite"
+    broken.write_bytes(support.with_scale_replaced(data, detail["quantization"][0], bad))
+    assert _int8_io_details(broken.read_bytes())[role == "output"]["quantization"][0] != detail["quantization"][0]
+    # XNNPACK (the default resolver) refuses a zero input scale itself; the builtin kernels load
+    # the file, and the runtime's own division by the scale is what must not happen.
+    with pytest.raises(ModelFileError, match=re.escape(
+            f"{broken}: {role} tensor {detail['name']!r} (int8) has quantization scale {bad!r}; "
+            "expected a positive finite number")):
+        open_runtime("mobile", spec=spec, artifact=broken, quantization="int8", resolver="builtin")
