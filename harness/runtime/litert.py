@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.runtime.base import InputMismatchError, ModelFileError, Runtime, RuntimeRequest, Timer
+from harness.runtime.verify import verify_model_file
 
 # our name -> OpResolverType member name
 RESOLVERS = {
@@ -62,6 +63,7 @@ class LiteRTRuntime(Runtime):
             raise ValueError(f"{path}: LiteRT num_threads must be a positive int, got {self.threads!r}")
         if path is None or not path.is_file():
             raise ModelFileError(f"{path}: .tflite file not found")
+        verify_model_file(path, "tflite", resolver=self.op_resolver_type)  # a crash kills a child, not us
         with Timer() as t:
             try:
                 self.interpreter = Interpreter(
