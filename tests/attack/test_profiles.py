@@ -1,6 +1,8 @@
 """profiles.toml: the paper's numbers exactly, and clear errors for a bad profile."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harness.attack import profiles
 from harness.attack.profiles import ProfileError, load_profile
@@ -108,3 +110,41 @@ def test_environment_variable_points_the_loader_at_another_file(tmp_path, monkey
     monkeypatch.setenv(profiles.PROFILES_ENV, str(path))
     assert profiles.profiles_file() == path
     assert list(profiles.load_profiles()) == ["p"] and profiles.load_profile("p").samples == 10
+
+
+# -- fuzzing the reader: any file is either profiles or a ProfileError naming it ---------------------
+TOML_VALUES = st.one_of(
+    st.integers(-10**20, 10**20).map(str), st.floats(allow_nan=True).map(repr),
+    st.sampled_from(["true", "false", "nan", "-inf", '""', '"x"', "[]", "[1, 2]", "{}", "{ eps = 0.1 }",
+                     "1979-05-27", "0x10", "1_000", "'''a'''", "{ steps = 2, steps = 3 }"]),
+    st.text(max_size=10).map(lambda t: '"' + t.replace("\\", "").replace('"', "") + '"'))
+TOML_KEYS = st.sampled_from(["samples", "calibration", "seed", "attack_batch_size", "emulated_samples", "description",
+                             "fgsm", "bim", "boundary", "eps", "steps", "extra", "[p]", "[q.fgsm]"])
+
+
+def _load_or_profile_error(tmp_path_factory, data: bytes):
+    path = tmp_path_factory.mktemp("fuzz") / "profiles.toml"
+    path.write_bytes(data)
+    try:
+        loaded = profiles.load_profiles(path)
+    except ProfileError as exc:
+        assert str(path) in str(exc), exc
+        return
+    for profile in loaded.values():  # what loads is usable
+        assert profile.samples > 0 and set(profile.attacks) == set(profiles.ATTACKS)
+
+
+@settings(max_examples=50, deadline=None)
+@given(line=st.integers(0, 12), key=TOML_KEYS, value=TOML_VALUES)
+def test_fuzz_a_valid_profile_with_one_line_replaced(tmp_path_factory, line, key, value):
+    lines = VALID.splitlines()
+    replacement = key if key.startswith("[") else f"{key} = {value}"
+    lines[line % len(lines)] = replacement
+    _load_or_profile_error(tmp_path_factory, "\n".join(lines).encode())
+
+
+@settings(max_examples=50, deadline=None)
+@given(data=st.binary(max_size=300) | st.text(alphabet="[]{}=,.\"' \n#abpfgsmeid0123456789-+_", max_size=200)
+       .map(str.encode))
+def test_fuzz_random_toml_ish_text(tmp_path_factory, data):
+    _load_or_profile_error(tmp_path_factory, data)

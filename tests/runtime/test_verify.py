@@ -8,6 +8,8 @@ import re
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harness.runtime import ModelFileError, open_runtime
 from harness.runtime import verify
@@ -82,3 +84,35 @@ def test_runtimes_verify_the_file_before_loading_it_in_process(tmp_path, framewo
     bad.write_bytes(data[: len(data) // 2])
     with pytest.raises(ModelFileError, match=re.escape(f"{bad}: ") + "(LiteRT|the PyTorch lite interpreter) cannot load"):
         open_runtime("mobile", spec=art.spec, artifact=bad, quantization="float")
+
+
+# -- fuzzing: random bytes and truncated real files are a ModelFileError naming the file ------------
+# Each example is a child process (a .ptl one imports torch: seconds), so few examples.
+FUZZ = settings(max_examples=4, deadline=None)
+
+
+def _verify_or_model_file_error(path, fmt):
+    try:
+        verify_model_file(path, fmt, marker_dir=path.parent / "verdicts")
+    except ModelFileError as exc:
+        assert str(exc).startswith(f"{path}: "), exc
+        return exc
+    return None
+
+
+@FUZZ
+@given(fmt=st.sampled_from(["tflite", "ptl"]), data=st.binary(max_size=2000))
+def test_fuzz_random_bytes_are_refused(tmp_path_factory, fmt, data):
+    path = tmp_path_factory.mktemp("fuzz") / f"random.{fmt}"
+    path.write_bytes(data)
+    assert isinstance(_verify_or_model_file_error(path, fmt), ModelFileError)
+
+
+@FUZZ
+@given(framework=st.sampled_from(["tensorflow", "pytorch"]), keep=st.floats(0.0, 0.98))
+def test_fuzz_truncated_real_files_are_refused(tmp_path_factory, framework, keep):
+    art = support.artifact(framework, "mobilenet_v2", "int8")
+    data = art.path.read_bytes()
+    path = tmp_path_factory.mktemp("fuzz") / art.path.name
+    path.write_bytes(data[: int(len(data) * keep)])
+    assert isinstance(_verify_or_model_file_error(path, art.path.suffix[1:]), ModelFileError)
