@@ -73,6 +73,11 @@ def pytest_collection_modifyitems(config, items):
     suite.count_gated_cases(config, items)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    return (yield from suite.fail_run_wide_errors_in_one_line())
+
+
 @pytest.fixture(scope="session")
 def run_options(pytestconfig):
     return pytestconfig.harness_run

@@ -77,10 +77,24 @@ class DeviceLost(AdbError):
     """The phone went away (unplugged, adbd died) while a command ran."""
 
 
-def client(host: str = "127.0.0.1", port: int = 5037):
+SERVER_PORT_ENV = "ANDROID_ADB_SERVER_PORT"  # the port the adb tool itself uses when set
+
+
+def server_address() -> tuple[str, int]:
+    """Where the local adb server listens: 127.0.0.1 and ``$ANDROID_ADB_SERVER_PORT``, else 5037."""
+    value = os.environ.get(SERVER_PORT_ENV, "").strip()
+    if not value:
+        return "127.0.0.1", 5037
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise AdbError(f"${SERVER_PORT_ENV} must be a TCP port number (1-65535), got {value!r}")
+    return "127.0.0.1", int(value)
+
+
+def client(host: str | None = None, port: int | None = None):
     from ppadb.client import Client
 
-    return Client(host=host, port=port)
+    default_host, default_port = server_address()
+    return Client(host=host or default_host, port=port or default_port)
 
 
 def attached(adb=None) -> list[str]:
@@ -89,7 +103,8 @@ def attached(adb=None) -> list[str]:
     try:
         return [d.serial for d in adb.devices(state="device")]
     except RuntimeError as exc:
-        raise NoDevice(f"the adb server at 127.0.0.1:5037 does not answer ({exc}); run `adb start-server`") from exc
+        host, port = server_address()
+        raise NoDevice(f"the adb server at {host}:{port} does not answer ({exc}); run `adb start-server`") from exc
 
 
 def choose_serial(requested: str | None = None, adb=None) -> str:

@@ -135,6 +135,15 @@ def normalise(images: np.ndarray, p: dict) -> np.ndarray:
 
 
 # --- runtimes -----------------------------------------------------------------------------------
+def check_scale(path: str, role: str, detail: dict) -> None:
+    """A quantized input/output tensor's scale must be a positive finite number: inputs are
+    divided by it, and a zero scale would silently make every logit 0."""
+    scale = detail["quantization"][0]
+    if not (np.isfinite(scale) and scale > 0):
+        raise JobError(f"{path}: {role} tensor {detail['name']!r} ({np.dtype(detail['dtype']).name}) has "
+                       f"quantization scale {scale!r}; expected a positive finite number")
+
+
 class LiteRTModel:
     RESOLVERS = {"default": "AUTO", "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES", "reference": "BUILTIN_REF"}
 
@@ -152,6 +161,9 @@ class LiteRTModel:
             raise JobError(f"{path}: expected one input and one output, found {len(inputs)} and {len(outputs)}")
         self.input, self.output = inputs[0], outputs[0]
         self.input_dtype, self.output_dtype = np.dtype(self.input["dtype"]), np.dtype(self.output["dtype"])
+        for role, detail, dtype in (("input", self.input, self.input_dtype), ("output", self.output, self.output_dtype)):
+            if dtype != np.float32:
+                check_scale(path, role, detail)
         self.batch = 1
 
     def __call__(self, x: np.ndarray) -> np.ndarray:

@@ -28,8 +28,11 @@ def main(argv=None) -> int:
     parser.add_argument("--calibration", type=int, default=None, help="calibration images (default: the profile's)")
     parser.add_argument("--seed", type=int, default=None, help="draw seed (default: the profile's)")
     args = parser.parse_args(argv)
-    from harness.suite import ZOO_PROFILES
+    from harness.suite import ZOO_PROFILES, imagenet_dir_misuse
 
+    misuse = imagenet_dir_misuse(args.zoo, args.imagenet_dir)
+    if misuse:
+        parser.error(misuse)
     try:
         profile = load_profile(args.profile or ZOO_PROFILES[args.zoo])
     except ProfileError as exc:

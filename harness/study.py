@@ -27,6 +27,7 @@ from harness.cache import ArtifactCache
 from harness.data import samples, sources
 from harness.data.dataset import ImageDataset
 from harness.data.sources import StudySource
+from harness.runtime.base import check_finite
 from harness.zoo import registry
 from harness.zoo.base import FRAMEWORKS, MODELS
 
@@ -93,6 +94,7 @@ class Study:
         self._prefetched: set[str] = set()
         self.device_serial = device_serial
         self._images: dict = {}  # (purpose, geometry key) -> ImageDataset, shared by models of one input geometry
+        self._selection_error: samples.PoolTooSmall | None = None
 
     # -- inputs --------------------------------------------------------------------------
     @functools.cache
@@ -101,7 +103,20 @@ class Study:
 
     @functools.cached_property
     def selection(self) -> samples.SampleSelection:
-        """The evaluation ids, cached as an artefact (it needs all six models' predictions)."""
+        """The evaluation ids, cached as an artefact (it needs all six models' predictions).
+
+        A pool smaller than the samples asked for is a fact of the whole run: it is
+        remembered and raised again at once, so each later case fails with the same
+        message instead of recomputing every model's predictions."""
+        if self._selection_error is not None:
+            raise self._selection_error
+        try:
+            return self._select()
+        except samples.PoolTooSmall as exc:
+            self._selection_error = exc
+            raise
+
+    def _select(self) -> samples.SampleSelection:
         models = [self.model(f, n) for f, n in registry.combinations(self.zoo)]
         parts = {
             "stage": "selection", "zoo": self.zoo, "n": self.n_samples, "seed": self.profile.seed,
@@ -205,7 +220,8 @@ class Study:
         runtime = self.runtime(framework, name, quantization, platform)
         start = time.perf_counter()
         logits = runtime.predict_logits(adv.images[self.rows(platform)])
-        return logits, time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        return check_finite(logits, f"{runtime.where} on {adv.path}"), seconds
 
     def prefetch(self, configurations) -> None:
         """Measure every runner-platform configuration given in as few runner processes as possible.

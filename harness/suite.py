@@ -37,6 +37,16 @@ DEVICE_SKIP = ("no Android phone attached over ADB: enable USB debugging on the 
                "accept the host key, and check that `adb devices` lists it")
 
 
+def imagenet_dir_misuse(zoo: str, imagenet_dir) -> str | None:
+    """What is wrong with naming an ImageNet folder for this zoo, or None. The option is read by
+    the imagenet zoo only; silently ignoring it would let a user believe the mini run used it.
+    ($IMAGENET_DIR is a standing setting, not a request for this run, so it is not checked.)"""
+    if imagenet_dir and zoo != "imagenet":
+        return (f"--imagenet-dir {imagenet_dir} only applies to --zoo imagenet (this run uses --zoo {zoo}, "
+                "which reads its own committed images): add --zoo imagenet or drop --imagenet-dir")
+    return None
+
+
 @dataclass
 class RunOptions:
     zoo: str
@@ -80,6 +90,9 @@ class RunOptions:
             raise pytest.UsageError(str(exc)) from None
         if opt.profile is None:
             opt.profile = ZOO_PROFILES[opt.zoo]
+        misplaced = imagenet_dir_misuse(opt.zoo, opt.imagenet_dir)
+        if misplaced:
+            raise pytest.UsageError(misplaced)
         if opt.profile not in profiles:
             raise pytest.UsageError(f"--profile {opt.profile!r} is not in profiles.toml; valid: {sorted(profiles)}")
         if opt.samples is not None and opt.samples <= 0:
@@ -265,7 +278,7 @@ def check_device_choice(config, items) -> None:
     if not any(getattr(getattr(i, "callspec", None), "params", {}).get("configuration") is not None
                and i.callspec.params["configuration"].platform == "device" for i in items):
         return
-    serials = attached_devices()
+    serials, _ = attached_devices_or_skip_reason()  # a broken adb: the cases skip saying so
     if len(serials) > 1:
         raise pytest.UsageError(f"{len(serials)} phones are attached ({', '.join(serials)}): choose one with "
                                 "--device-serial SERIAL or $ANDROID_SERIAL")
@@ -276,7 +289,9 @@ def device_for_session(config, options: "RunOptions"):
     from android_harness import adb
 
     chosen = config.option.device_serial or os.environ.get("ANDROID_SERIAL")
-    serials = attached_devices()
+    serials, broken = attached_devices_or_skip_reason()
+    if broken:
+        pytest.skip(broken)
     if config.option.virtual_phone != "always" and (chosen or serials):
         try:
             yield adb.choose_serial(chosen)
@@ -305,23 +320,76 @@ def device_for_session(config, options: "RunOptions"):
         phone.stop()
 
 
+class AdbBroken(RuntimeError):
+    """adb is installed but unusable: its server cannot be started, or answers garbage."""
+
+
 def attached_devices() -> list[str]:
-    """Serials of phones the local ADB server sees (starting the server if adb is installed)."""
+    """Serials of phones the local ADB server sees (starting the server if adb is installed).
+
+    No adb tool or no ppadb: [] (no phone). An adb server that cannot be started, or one
+    that answers but not as an adb server: :class:`AdbBroken` naming the command or address
+    and what came back, so a broken adb is not reported as "no phone attached"."""
     try:
-        from ppadb.client import Client
+        from ppadb.client import Client  # noqa: F401
     except ImportError:
         return []
-    client = Client(host="127.0.0.1", port=5037)
-    try:
-        return [d.serial for d in client.devices()]
-    except Exception:  # server not running: start it once, ask again
+    from android_harness import adb
+
+    host, port = adb.server_address()
+    if not _listening(host, port):
         if shutil.which("adb") is None:
             return []
-        subprocess.run(["adb", "start-server"], capture_output=True, timeout=30)
-        try:
-            return [d.serial for d in client.devices()]
-        except Exception:
-            return []
+        _start_adb_server()
+        if not _listening(host, port):
+            raise AdbBroken(f"`adb start-server` succeeded but nothing listens on {host}:{port} "
+                            f"(${adb.SERVER_PORT_ENV}={os.environ.get(adb.SERVER_PORT_ENV, '')!r})")
+    try:
+        return [d.serial for d in adb.client(host, port).devices()]
+    except Exception as exc:  # something listens there, but it is not an adb server that works
+        raise AdbBroken(f"the adb server at {host}:{port} does not answer `adb devices` as an adb server should "
+                        f"({type(exc).__name__}: {str(exc).strip()[:300]})") from None
+
+
+def _listening(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _start_adb_server() -> None:
+    """`adb start-server`; AdbBroken naming the command and its output when it fails."""
+    try:
+        done = subprocess.run(["adb", "start-server"], capture_output=True, text=True, errors="replace", timeout=30)
+    except subprocess.TimeoutExpired:
+        raise AdbBroken("`adb start-server` did not finish in 30 s") from None
+    if done.returncode != 0:
+        output = (done.stdout + done.stderr).strip()[-1000:] or "(no output)"
+        raise AdbBroken(f"`adb start-server` ({shutil.which('adb')}) exited with status {done.returncode}: {output}")
+
+
+def attached_devices_or_skip_reason() -> tuple[list[str], str | None]:
+    """(serials, None), or ([], why) when adb is broken: device cases then skip saying so."""
+    try:
+        return attached_devices(), None
+    except AdbBroken as exc:
+        return [], f"adb is installed but broken: {exc}"
+
+
+def fail_run_wide_errors_in_one_line():
+    """Wrap a case's call: a failure that is a fact of the whole run (fewer eligible images than
+    the samples asked for) becomes that one-line message, not a traceback in every case."""
+    from harness.data.samples import PoolTooSmall
+
+    try:
+        return (yield)
+    except PoolTooSmall as exc:
+        message = f"sample selection: {exc}"
+    pytest.fail(message, pytrace=False)  # outside the handler: no "during handling" chain
 
 
 def write_proposal(options: RunOptions, records: list[dict], say) -> bool:

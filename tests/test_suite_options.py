@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -150,3 +151,153 @@ def test_imagenet_cases_skip_saying_what_to_provide(tmp_path):
 
     result = _pytest("--zoo", "imagenet", "--imagenet-dir", str(tmp_path / "nowhere"), tmp_path=tmp_path, env=env)
     assert result.returncode == 4 and f"{tmp_path / 'nowhere'}: ImageNet validation folder not found" in result.stderr
+
+
+# -- a new user's rough edges: each one a usage error in pytest and in `python -m harness` ----------
+MALFORMED_PROFILE = """[default]
+samples = "300"
+calibration = 200
+seed = 0
+attack_batch_size = 150
+fgsm = { eps = 0.1 }
+bim = { eps = 0.1, steps = 10, rel_stepsize = 0.2 }
+boundary = { steps = 5, spherical_step = 0.01, source_step = 0.01, init_directions = 5, init_retries = 1 }
+"""
+
+
+def _main(capsys, *argv: str) -> tuple[int, str]:
+    from harness.__main__ import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(list(argv))
+    return exited.value.code, capsys.readouterr().err
+
+
+def test_malformed_profile_file_is_a_usage_error_naming_file_profile_and_key(tmp_path, capsys, monkeypatch):
+    bad = tmp_path / "my-profiles.toml"
+    bad.write_text(MALFORMED_PROFILE)
+    expected = f"{bad} [default]: samples must be a positive integer, got '300'"
+    result = _pytest(tmp_path=tmp_path, env={**os.environ, "HARNESS_PROFILES": str(bad)})
+    assert result.returncode == 4, result.stdout[-2000:] + result.stderr[-2000:]
+    assert expected in result.stderr and "Traceback" not in result.stderr
+    monkeypatch.setenv("HARNESS_PROFILES", str(bad))
+    code, err = _main(capsys)
+    assert code == 2 and expected in err
+
+
+def test_imagenet_dir_with_the_mini_zoo_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    result = _pytest("--imagenet-dir", str(tmp_path), tmp_path=tmp_path)
+    assert result.returncode == 4, result.stdout[-2000:] + result.stderr[-2000:]
+    assert f"--imagenet-dir {tmp_path} only applies to --zoo imagenet (this run uses --zoo mini" in result.stderr
+    code, err = _main(capsys, "--imagenet-dir", str(tmp_path))
+    assert code == 2 and "only applies to --zoo imagenet" in err
+    # $IMAGENET_DIR is a standing setting: the mini zoo ignores it.
+    from harness.suite import imagenet_dir_misuse
+
+    monkeypatch.setenv("IMAGENET_DIR", str(tmp_path))
+    assert imagenet_dir_misuse("mini", None) is None and imagenet_dir_misuse("imagenet", str(tmp_path)) is None
+
+
+def test_more_samples_than_the_eligible_pool_fails_each_case_with_one_line(tmp_path):
+    """The pool is known only after every model has classified the candidates: the first case
+    finds it, later cases fail at once with the same one-line message (no traceback)."""
+    cases = "pytorch-mobilenet_v2-fgsm-float-pc or pytorch-mobilenet_v2-bim-float-pc"
+    result = _pytest("--samples", "100000", "-m", "pc", "-k", cases, "-rf",
+                     tmp_path=tmp_path, env={**os.environ, "COLUMNS": "400"})
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "2 failed" in result.stdout
+    lines = [line for line in result.stdout.splitlines() if line.startswith("FAILED")]
+    assert len(lines) == 2, result.stdout[-3000:]
+    for line in lines:
+        assert "sample selection: asked for 100000 evaluation samples but only" in line
+        assert "(the eligible pool): ask for at most" in line
+    assert "Traceback" not in result.stdout and "raise " not in result.stdout and "During handling" not in result.stdout
+    assert result.stdout.count("candidates right") == 6  # the six models classified the pool once, not per case
+
+
+# -- a broken adb is not "no phone" -----------------------------------------------------------------
+def _unused_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def private_adb_port(monkeypatch):
+    """A port no adb server listens on, for this test only (the machine's server on 5037 is left alone)."""
+    port = _unused_port()
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(port))
+    return port
+
+
+def _fake_adb(directory: Path) -> Path:
+    """An `adb` that fails the way a broken install does: exit 1 with a message."""
+    directory.mkdir(exist_ok=True)
+    script = directory / "adb"
+    script.write_text("#!/bin/sh\necho \"adb: $* failed: could not install *smartsocket* listener\" >&2\nexit 1\n")
+    script.chmod(0o755)
+    return directory
+
+
+def test_adb_that_cannot_start_its_server_is_an_error_naming_the_command(tmp_path, monkeypatch, private_adb_port):
+    from harness import suite
+
+    monkeypatch.setenv("PATH", f"{_fake_adb(tmp_path / 'bin')}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(suite.AdbBroken, match=re.escape(
+            f"`adb start-server` ({tmp_path / 'bin' / 'adb'}) exited with status 1: "
+            "adb: start-server failed: could not install *smartsocket* listener")):
+        suite.attached_devices()
+
+
+def test_no_adb_installed_means_no_phone(tmp_path, monkeypatch, private_adb_port):
+    from harness import suite
+
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert suite.attached_devices() == []
+
+
+def test_a_server_that_answers_garbage_is_an_error_naming_its_address(private_adb_port):
+    import socket
+    import threading
+
+    from harness import suite
+
+    server = socket.create_server(("127.0.0.1", private_adb_port))
+
+    def answer_garbage():
+        for _ in range(2):  # the liveness probe, then ppadb's request
+            conn, _ = server.accept()
+            with conn:
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+    thread = threading.Thread(target=answer_garbage, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(suite.AdbBroken, match=re.escape(
+                f"the adb server at 127.0.0.1:{private_adb_port} does not answer `adb devices` as an adb server should")):
+            suite.attached_devices()
+    finally:
+        server.close()
+
+
+def test_bad_adb_server_port_variable_is_refused(monkeypatch):
+    from android_harness import adb
+
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", "50x37")
+    with pytest.raises(adb.AdbError, match=r"\$ANDROID_ADB_SERVER_PORT must be a TCP port number \(1-65535\), got '50x37'"):
+        adb.server_address()
+
+
+def test_device_cases_skip_saying_adb_is_broken(tmp_path, private_adb_port):
+    env = {**os.environ, "PATH": f"{_fake_adb(tmp_path / 'bin')}{os.pathsep}{os.environ['PATH']}",
+           "ANDROID_ADB_SERVER_PORT": str(private_adb_port), "COLUMNS": "400"}
+    env.pop("ANDROID_SERIAL", None)
+    result = _pytest("-m", "device", "--virtual-phone", "never", "-rs", tmp_path=tmp_path, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "36 skipped" in result.stdout
+    (line,) = _skip_lines(result.stdout)
+    assert "[36]" in line and "adb is installed but broken: `adb start-server`" in line
+    assert "exited with status 1" in line and "no Android phone attached" not in line

@@ -52,8 +52,10 @@ def decode_png(source: Path | bytes, where: str | None = None) -> np.ndarray:
             if img.format != "PNG":
                 raise PngSetError(f"{where}: {img.format} file, expected PNG")
             return np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except (OSError, SyntaxError) as exc:
-        raise PngSetError(f"{where}: unreadable PNG ({exc})") from exc
+    except PngSetError:
+        raise
+    except Exception as exc:  # PIL reports damage as OSError, SyntaxError, ValueError, DecompressionBombError...
+        raise PngSetError(f"{where}: unreadable PNG ({type(exc).__name__}: {exc})") from exc
 
 
 def to_uint8(images01: np.ndarray) -> np.ndarray:
@@ -127,26 +129,56 @@ class AdversarialSet:
         return float(self.sidecar["generation_seconds"])
 
 
+def load_sidecar(path: Path) -> dict:
+    """The sidecar's JSON object; PngSetError naming the file when it is missing or not JSON."""
+    try:
+        sidecar = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise PngSetError(f"{path}: sidecar missing") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise PngSetError(f"{path}: not valid JSON ({type(exc).__name__}: {str(exc)[:200]})") from None
+    if not isinstance(sidecar, dict):
+        raise PngSetError(f"{path}: expected a JSON object, got {type(sidecar).__name__}")
+    return sidecar
+
+
+def _is_int(value) -> bool:
+    """An integer that fits the int64 arrays ids and labels are kept in (JSON's are unbounded)."""
+    return isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63
+
+
+def check_sidecar(path: Path, sidecar: dict) -> tuple[tuple[int, int, int], list[dict]]:
+    """(image shape, sample records) of a sidecar, each field checked; PngSetError naming the
+    file, the field and what was expected otherwise."""
+    shape = sidecar.get("image_shape")
+    if not (isinstance(shape, list) and len(shape) == 3 and all(_is_int(d) and 0 < d <= 65535 for d in shape)
+            and shape[2] == 3):
+        raise PngSetError(f"{path}: image_shape must be [height, width, 3] with sizes 1-65535, got {shape!r}"[:400])
+    records = sidecar.get("samples")
+    if not isinstance(records, list):
+        raise PngSetError(f"{path}: samples must be a list of records, got {type(records).__name__}")
+    for row, record in enumerate(records):
+        if not (isinstance(record, dict) and _is_int(record.get("id")) and record["id"] >= 0
+                and _is_int(record.get("label")) and isinstance(record.get("pixels_sha256"), str)):
+            raise PngSetError(f"{path}: samples[{row}] must have a non-negative integer id, an integer label and "
+                              f"a pixels_sha256 string, got {record!r}"[:400])
+    return tuple(shape), records
+
+
 def read_set(directory: Path, expected_shape: tuple[int, int, int] | None = None, workers: int = 2) -> AdversarialSet:
     """Read a set and verify every PNG against the sidecar (presence, size, pixels)."""
     directory = Path(directory)
     sidecar_path = directory / SIDECAR
-    try:
-        sidecar = json.loads(sidecar_path.read_text())
-    except FileNotFoundError:
-        raise PngSetError(f"{sidecar_path}: sidecar missing") from None
-    except json.JSONDecodeError as exc:
-        raise PngSetError(f"{sidecar_path}: not valid JSON ({exc})") from exc
-    shape = tuple(sidecar["image_shape"])
+    sidecar = load_sidecar(sidecar_path)
+    shape, records = check_sidecar(sidecar_path, sidecar)
     if expected_shape is not None and shape != tuple(expected_shape):
         raise PngSetError(f"{sidecar_path}: images are {shape}, the model expects {tuple(expected_shape)}")
-    records = sidecar["samples"]
     listed = {f"{r['id']}.png" for r in records}
     present = {p.name for p in (directory / PNG_DIR).glob("*.png")}
     if listed != present:
         raise PngSetError(f"{directory / PNG_DIR}: PNGs {sorted(present - listed)[:5]} not in the sidecar, "
                           f"{sorted(listed - present)[:5]} missing")
-    images = np.empty((len(records), *shape), np.uint8)
+    images: list = [None] * len(records)  # filled as decoded: the sidecar's shape is not trusted to size memory
 
     def read_one(row: int) -> None:
         record = records[row]
@@ -160,5 +192,6 @@ def read_set(directory: Path, expected_shape: tuple[int, int, int] | None = None
 
     with ThreadPoolExecutor(max(1, workers)) as pool:  # PIL releases the GIL while it inflates
         list(pool.map(read_one, range(len(records))))
+    pixels = np.stack(images) if images else np.zeros((0, *shape), np.uint8)
     return AdversarialSet(directory, sidecar, np.array([r["id"] for r in records], np.int64),
-                          np.array([r["label"] for r in records], np.int64), images)
+                          np.array([r["label"] for r in records], np.int64), pixels)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import math
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 PROFILES_FILE = Path(__file__).resolve().parents[2] / "profiles.toml"
+# Another profiles file for the whole process (pytest, python -m harness): a team's own
+# numbers without editing the committed file, and how the tests feed in a broken one.
+PROFILES_ENV = "HARNESS_PROFILES"
 ATTACKS = ("fgsm", "bim", "boundary")
 
 
@@ -44,62 +49,99 @@ _REQUIRED = {
     "bim": {"eps", "steps", "rel_stepsize"},
     "boundary": {"steps", "spherical_step", "source_step", "init_directions", "init_retries"},
 }
+_TOP_LEVEL = {"description", "samples", "calibration", "seed", "attack_batch_size", "emulated_samples", *ATTACKS}
 
 
-def load_profiles(path: Path = PROFILES_FILE) -> dict[str, Profile]:
-    path = Path(path)
+def profiles_file() -> Path:
+    """The profiles file this process reads: ``$HARNESS_PROFILES`` if set, else the committed one."""
+    return Path(os.environ[PROFILES_ENV]) if os.environ.get(PROFILES_ENV) else PROFILES_FILE
+
+
+def load_profiles(path: Path | None = None) -> dict[str, Profile]:
+    path = Path(path) if path is not None else profiles_file()
     try:
-        raw = tomllib.loads(path.read_text())
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise ProfileError(f"{path}: profiles file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"{path}: not UTF-8 text ({exc})") from None
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read the profiles file ({exc})") from None
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"{path}: not valid TOML ({exc})") from exc
     return {name: _parse(path, name, body) for name, body in raw.items()}
 
 
-def load_profile(name: str, path: Path = PROFILES_FILE) -> Profile:
+def load_profile(name: str, path: Path | None = None) -> Profile:
+    path = Path(path) if path is not None else profiles_file()
     profiles = load_profiles(path)
     if name not in profiles:
-        raise ProfileError(f"unknown profile {name!r}; {Path(path).name} defines {sorted(profiles)}")
+        raise ProfileError(f"unknown profile {name!r}; {path.name} defines {sorted(profiles)}")
     return profiles[name]
 
 
-def _parse(path: Path, name: str, body: dict) -> Profile:
-    where = f"{path.name} [{name}]"
+class _Checker:
+    """Checks one profile's values; every error names the file, the profile and the key."""
 
-    def positive_int(key: str, value) -> int:
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ProfileError(f"{where}: {key} must be a positive integer, got {value!r}")
+    def __init__(self, path: Path, name: str):
+        self.where = f"{path} [{name}]"
+
+    def fail(self, key: str, expected: str, value) -> ProfileError:
+        return ProfileError(f"{self.where}: {key} must be {expected}, got {value!r}")
+
+    def integer(self, key: str, value, minimum: int) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise self.fail(key, "a positive integer" if minimum == 1 else "a non-negative integer", value)
         return value
 
-    for key in ("samples", "calibration", "seed", "attack_batch_size", *ATTACKS):
-        if key not in body:
-            raise ProfileError(f"{where}: missing {key!r}")
-    attacks = {}
-    for attack in ATTACKS:
-        params = dict(body[attack])
-        missing = _REQUIRED[attack] - set(params)
-        unknown = set(params) - _REQUIRED[attack]
-        if missing or unknown:
-            raise ProfileError(f"{where}: {attack} needs exactly {sorted(_REQUIRED[attack])}; "
-                               f"missing {sorted(missing)}, unknown {sorted(unknown)}")
-        if "eps" in params and not (isinstance(params["eps"], (int, float)) and 0 < params["eps"] <= 1):
-            raise ProfileError(f"{where}: {attack}.eps must be in (0, 1] on the [0, 1] pixel scale, got {params['eps']!r}")
-        for key in ("steps", "init_directions"):
-            if key in params:
-                positive_int(f"{attack}.{key}", params[key])
-        if "init_retries" in params and (not isinstance(params["init_retries"], int) or params["init_retries"] < 0):
-            raise ProfileError(f"{where}: {attack}.init_retries must be a non-negative integer")
-        for key in ("rel_stepsize", "spherical_step", "source_step"):
-            if key in params and not (isinstance(params[key], (int, float)) and params[key] > 0):
-                raise ProfileError(f"{where}: {attack}.{key} must be positive, got {params[key]!r}")
-        attacks[attack] = params
-    seed = body["seed"]
-    if not isinstance(seed, int) or seed < 0:
-        raise ProfileError(f"{where}: seed must be a non-negative integer, got {seed!r}")
+    def number(self, key: str, value, low: float, high: float = math.inf, expected: str = "a positive number") -> float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not low < value <= high:
+            raise self.fail(key, expected, value)
+        return value
+
+    def table(self, key: str, value) -> dict:
+        if not isinstance(value, dict):
+            raise self.fail(key, "a table (e.g. `key = { ... }` or a [section])", value)
+        return value
+
+
+def _attack_params(check: _Checker, attack: str, value) -> dict:
+    params = dict(check.table(attack, value))
+    missing, unknown = _REQUIRED[attack] - set(params), set(params) - _REQUIRED[attack]
+    if missing or unknown:
+        raise ProfileError(f"{check.where}: {attack} needs exactly {sorted(_REQUIRED[attack])}; "
+                           f"missing {sorted(missing)}, unknown {sorted(unknown)}")
+    if "eps" in params:
+        check.number(f"{attack}.eps", params["eps"], 0, 1, "in (0, 1] on the [0, 1] pixel scale")
+    for key in ("steps", "init_directions"):
+        if key in params:
+            check.integer(f"{attack}.{key}", params[key], 1)
+    if "init_retries" in params:
+        check.integer(f"{attack}.init_retries", params["init_retries"], 0)
+    for key in ("rel_stepsize", "spherical_step", "source_step"):
+        if key in params:
+            check.number(f"{attack}.{key}", params[key], 0)
+    return params
+
+
+def _parse(path: Path, name: str, body) -> Profile:
+    check = _Checker(path, name)
+    if not isinstance(body, dict):
+        raise ProfileError(f"{path}: {name!r} must be a profile table ([{name}] with its keys), got {body!r}")
+    missing = [key for key in ("samples", "calibration", "seed", "attack_batch_size", *ATTACKS) if key not in body]
+    if missing:
+        raise ProfileError(f"{check.where}: missing {missing[0]!r}" + (f" (and {missing[1:]})" if missing[1:] else ""))
+    unknown = sorted(set(body) - _TOP_LEVEL)
+    if unknown:
+        raise ProfileError(f"{check.where}: unknown keys {unknown}; a profile has {sorted(_TOP_LEVEL)}")
+    description = body.get("description", "")
+    if not isinstance(description, str):
+        raise check.fail("description", "a string", description)
     emulated = body.get("emulated_samples")
-    if emulated is not None:
-        positive_int("emulated_samples", emulated)
-    return Profile(name, str(body.get("description", "")), positive_int("samples", body["samples"]),
-                   positive_int("calibration", body["calibration"]), seed,
-                   positive_int("attack_batch_size", body["attack_batch_size"]), attacks, emulated)
+    return Profile(name, description, check.integer("samples", body["samples"], 1),
+                   check.integer("calibration", body["calibration"], 1), check.integer("seed", body["seed"], 0),
+                   check.integer("attack_batch_size", body["attack_batch_size"], 1),
+                   {attack: _attack_params(check, attack, body[attack]) for attack in ATTACKS},
+                   None if emulated is None else check.integer("emulated_samples", emulated, 1))

@@ -19,6 +19,14 @@ import numpy as np
 from harness.data.dataset import DataError, ImageDataset
 
 
+class PoolTooSmall(DataError):
+    """More evaluation samples asked for than there are eligible images (a run-wide fact)."""
+
+    def __init__(self, message: str, requested: int, pool_size: int):
+        super().__init__(message)
+        self.requested, self.pool_size = requested, pool_size
+
+
 @dataclass(frozen=True)
 class SampleSelection:
     """The drawn evaluation ids and how they were drawn (for the report)."""
@@ -53,7 +61,7 @@ def draw(pool: np.ndarray, n: int, seed: int) -> np.ndarray:
     if n <= 0:
         raise DataError(f"sample count must be positive, got {n}")
     if n > len(pool):
-        raise DataError(f"asked for {n} samples but only {len(pool)} are eligible")
+        raise PoolTooSmall(f"asked for {n} samples but only {len(pool)} are eligible", n, len(pool))
     return np.sort(np.random.default_rng(seed).choice(pool, size=n, replace=False))
 
 
@@ -76,10 +84,10 @@ def select_from_hits(name: str, split: str, ids: np.ndarray, hits: dict[str, np.
         correct &= np.asarray(hit, bool)
     pool = np.sort(ids[correct])
     if n > len(pool):
-        raise DataError(
+        raise PoolTooSmall(
             f"asked for {n} evaluation samples but only {len(pool)} of {len(ids)} "
-            f"{name}/{split} images are classified correctly by all {len(hits)} models"
-        )
+            f"{name}/{split} images are classified correctly by all {len(hits)} models "
+            f"(the eligible pool): ask for at most {len(pool)}", n, len(pool))
     accuracy = {model_id: float(np.mean(hit)) if len(hit) else 0.0 for model_id, hit in hits.items()}
     return SampleSelection(name, split, seed, draw(pool, n, seed), len(pool), len(ids), accuracy, pool)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.data.dataset import ImageDataset
-from harness.runtime.base import Runtime
+from harness.runtime.base import Runtime, check_finite
 
 
 class MeasurementError(ValueError):
@@ -75,6 +75,7 @@ def measure(runtime: Runtime, samples: ImageDataset, reference: np.ndarray | Mea
     start = time.perf_counter()
     logits = runtime.predict_logits(samples.images, batch_size=batch_size)
     seconds = time.perf_counter() - start
+    check_finite(logits, runtime.where)  # whatever the runtime, NaN logits are never a measurement
     predictions = logits.argmax(axis=1)
     reference_name = "pc/float"
     if isinstance(reference, Measurement):

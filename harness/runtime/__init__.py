@@ -14,6 +14,7 @@ from __future__ import annotations
 from harness.runtime.base import (
     InputMismatchError,
     ModelFileError,
+    NonFiniteLogits,
     PlatformUnavailable,
     Runtime,
     RuntimeFailure,
@@ -53,7 +54,7 @@ def open_runtime(platform: str, model: ZooModel | None = None, artifact=None, *,
 
 
 __all__ = [
-    "InputMismatchError", "ModelFileError", "PLATFORMS", "PlatformUnavailable", "Platform", "QUANTIZATIONS", "Runtime",
+    "InputMismatchError", "ModelFileError", "NonFiniteLogits", "PLATFORMS", "PlatformUnavailable", "Platform", "QUANTIZATIONS", "Runtime",
     "RuntimeFailure", "RuntimeRequest", "UnsupportedConfiguration", "open_runtime",
     "register_mobile_runtime", "register_platform",
 ]

@@ -31,6 +31,26 @@ class ModelFileError(RuntimeFailure):
     """A model file that is missing, truncated, corrupt or does not fit its spec."""
 
 
+class NonFiniteLogits(RuntimeFailure):
+    """Logits with NaN or infinite values: a broken model file or runtime, never a prediction."""
+
+
+def check_finite(logits: np.ndarray, where: str) -> np.ndarray:
+    """``logits`` if every value is finite; else a :class:`NonFiniteLogits` naming ``where``
+    (the runtime and its model file) and how many values are NaN or infinite. argmax of a
+    NaN row is 0, so without this a broken model would read as a confident class-0 classifier."""
+    logits = np.asarray(logits)
+    finite = np.isfinite(logits)
+    if not finite.all():
+        nan = int(np.isnan(logits).sum())
+        raise NonFiniteLogits(
+            f"{where}: {int(finite.size - finite.sum())} of {finite.size} logits are not finite "
+            f"({nan} NaN, {int(finite.size - finite.sum()) - nan} infinite) in "
+            f"{int((~finite).any(axis=-1).sum()) if logits.ndim > 1 else 1} of {len(logits)} images"
+        )
+    return logits
+
+
 class InputMismatchError(RuntimeFailure):
     """Images whose dtype or shape the model does not take."""
 
@@ -104,6 +124,11 @@ class Runtime(ABC):
     def source(self) -> str:
         return str(self.model_path) if self.model_path is not None else self.spec.id
 
+    @property
+    def where(self) -> str:
+        """The runtime and its model file, for error messages."""
+        return f"{self.name} ({self.source})"
+
     def check_images(self, images: np.ndarray) -> np.ndarray:
         images = np.asarray(images)
         expected = (self.spec.input_size, self.spec.input_size, 3)
@@ -130,7 +155,7 @@ class Runtime(ABC):
                 raise ModelFileError(
                     f"{self.source}: output shape {logits.shape}, expected ({len(chunk)}, {self.spec.num_classes})"
                 )
-            outputs.append(logits)
+            outputs.append(check_finite(logits, self.where))
         if not outputs:
             return np.zeros((0, self.spec.num_classes), np.float32)
         return np.concatenate(outputs)

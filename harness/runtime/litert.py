@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.runtime.base import InputMismatchError, ModelFileError, Runtime, RuntimeRequest, Timer
+from harness.runtime.verify import verify_model_file
 
 # our name -> OpResolverType member name
 RESOLVERS = {
@@ -31,6 +32,19 @@ def resolver_name(resolver: str | None) -> str:
     if name not in RESOLVERS:
         raise ValueError(f"unknown LiteRT op resolver {resolver!r}; expected one of {sorted(RESOLVERS) + sorted(ALIASES)}")
     return name
+
+
+def quantization_of(detail: dict, path, role: str) -> tuple[float, int]:
+    """(scale, zero point) of an int8/uint8 input or output tensor, refused unless the scale is a
+    positive finite number: inputs are divided by it, and a zero scale would turn every pixel
+    into inf (then a clipped constant) and every logit into 0 without any error."""
+    scale, zero = detail["quantization"]
+    if not (np.isfinite(scale) and scale > 0):
+        raise ModelFileError(
+            f"{path}: {role} tensor {detail['name']!r} ({np.dtype(detail['dtype']).name}) has quantization scale "
+            f"{scale!r}; expected a positive finite number (the file is corrupt or was written wrongly)"
+        )
+    return float(scale), int(zero)
 
 
 class LiteRTRuntime(Runtime):
@@ -49,6 +63,7 @@ class LiteRTRuntime(Runtime):
             raise ValueError(f"{path}: LiteRT num_threads must be a positive int, got {self.threads!r}")
         if path is None or not path.is_file():
             raise ModelFileError(f"{path}: .tflite file not found")
+        verify_model_file(path, "tflite", resolver=self.op_resolver_type)  # a crash kills a child, not us
         with Timer() as t:
             try:
                 self.interpreter = Interpreter(
@@ -80,6 +95,10 @@ class LiteRTRuntime(Runtime):
             )
         self.input_dtype = np.dtype(self._input["dtype"])
         self.output_dtype = np.dtype(self._output["dtype"])
+        if self.input_dtype != np.float32:
+            self._input_quantization = quantization_of(self._input, path, "input")
+        if self.output_dtype != np.float32:
+            self._output_quantization = quantization_of(self._output, path, "output")
 
     def _resize(self, n: int) -> None:
         if n != self._batch:
@@ -94,14 +113,14 @@ class LiteRTRuntime(Runtime):
         self._resize(len(batch))
         x = batch
         if self.input_dtype != np.float32:
-            scale, zero = self._input["quantization"]
+            scale, zero = self._input_quantization
             info = np.iinfo(self.input_dtype)
             x = np.clip(np.round(batch / scale + zero), info.min, info.max)
         self.interpreter.set_tensor(self._input["index"], np.ascontiguousarray(x, dtype=self.input_dtype))
         self.interpreter.invoke()
         out = self.interpreter.get_tensor(self._output["index"])
         if self.output_dtype != np.float32:
-            scale, zero = self._output["quantization"]
+            scale, zero = self._output_quantization
             out = (out.astype(np.float32) - zero) * scale
         return out
 

@@ -34,7 +34,14 @@ from typing import Callable
 import numpy as np
 
 from harness.cache import ArtifactCache, file_sha256
-from harness.runtime.base import InputMismatchError, ModelFileError, Runtime, RuntimeFailure, RuntimeRequest
+from harness.runtime.base import (
+    InputMismatchError,
+    ModelFileError,
+    Runtime,
+    RuntimeFailure,
+    RuntimeRequest,
+    check_finite,
+)
 
 RUNNER_PATH = Path(__file__).resolve().parents[2] / "android_harness" / "runner.py"
 FAMILIES = {"tflite": "litert", "ptl": "torch"}
@@ -286,7 +293,7 @@ class RunnerRuntime(Runtime):
             raise InputMismatchError(f"{self.model_path}: runner logits {result.logits.shape} for {len(images)} images")
         self.last_result = result
         self.load_seconds = result.job["load_seconds"]
-        return result.logits
+        return check_finite(result.logits, self.where)
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:  # predict_logits is overridden whole
         raise NotImplementedError

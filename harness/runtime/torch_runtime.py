@@ -16,6 +16,7 @@ import numpy as np
 from harness.convert.torch_mobile import ENGINE, QUANTIZED_STATE, quantized_engine, quantized_module, quiet_deprecations
 from harness.frameworks import import_torch
 from harness.runtime.base import ModelFileError, Runtime, RuntimeRequest, Timer, UnsupportedConfiguration
+from harness.runtime.verify import verify_model_file
 from harness.zoo.frameworks import channels_last
 
 
@@ -108,6 +109,11 @@ class TorchLiteRuntime(_TorchRuntime):
         if path is None or not Path(path).is_file():
             raise ModelFileError(f"{path}: .ptl file not found")
         self.engine = ENGINE if request.quantization == "int8" else None
+        s = self.spec
+        probe = np.zeros((1, 3, s.input_size, s.input_size) if s.normalization.layout == "NCHW"
+                         else (1, s.input_size, s.input_size, 3), np.float32)
+        # Load and call it in a child first: a corrupt file that crashes the interpreter kills the child.
+        verify_model_file(path, "ptl", input_shape=probe.shape, engine=self.engine)
         import_torch()
         from torch.jit.mobile import _load_for_lite_interpreter
 
@@ -119,9 +125,6 @@ class TorchLiteRuntime(_TorchRuntime):
                 raise ModelFileError(f"{path}: the PyTorch lite interpreter cannot load this model ({first})") from exc
         self.load_seconds = t.seconds
         # A probe: a file that loads but does not take this spec's input fails here, by name.
-        s = self.spec
-        probe = np.zeros((1, 3, s.input_size, s.input_size) if s.normalization.layout == "NCHW"
-                         else (1, s.input_size, s.input_size, 3), np.float32)
         try:
             out = self._infer(probe)
         except Exception as exc:

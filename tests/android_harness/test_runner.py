@@ -137,3 +137,22 @@ def test_runner_preprocessing_is_bit_identical_to_the_hosts(images, normalizatio
     theirs = normalization(images)
     assert ours.dtype == theirs.dtype == np.float32 and ours.shape == theirs.shape
     assert np.array_equal(ours.view(np.uint32), theirs.view(np.uint32))
+
+
+def test_a_zero_input_scale_is_a_failed_job_naming_the_file_and_tensor(tmp_path, images):
+    from ai_edge_litert.interpreter import Interpreter
+
+    data = support.fully_int8_tflite()
+    detail = Interpreter(model_content=data).get_input_details()[0]
+    broken = tmp_path / "zero-scale.tflite"
+    broken.write_bytes(support.with_scale_replaced(data, detail["quantization"][0], 0.0))
+    good = tmp_path / "int8-io.tflite"
+    good.write_bytes(data)
+    spec = support.artifact("tensorflow", "mobilenet_v2", "int8").spec
+    done, results = run_runner(tmp_path, [job("good", good, "tflite", images, spec),
+                                          job("zero", broken, "tflite", images, spec, resolver="builtin")])
+    assert done.stdout.strip().splitlines()[-1] == "RUNNER-STATUS failed jobs=2 failed=1", done.stdout + done.stderr
+    by_id = {j["id"]: j for j in results["jobs"]}
+    assert by_id["good"]["status"] == "ok"
+    assert by_id["zero"]["status"] == "error"
+    assert f"{broken}: input tensor {detail['name']!r} (int8) has quantization scale 0.0" in by_id["zero"]["error"]

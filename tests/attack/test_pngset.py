@@ -107,3 +107,68 @@ def test_non_png_and_garbage_files(tmp_path):
     with pytest.raises(PngSetError, match="uint8 \\(H, W, 3\\)"):
         pngset.encode_png(np.zeros((4, 4), np.uint8))
     assert json.loads(json.dumps({"ok": 1}))  # sidecars are plain JSON
+
+
+# -- fuzzing the reader: anything wrong in a set is a PngSetError naming a file, never another error --
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12)
+# Where a mutation lands: a path of keys and indexes into the sidecar (the whole document at ()).
+SIDECAR_PLACES = [(), ("image_shape",), ("image_shape", 0), ("image_shape", 2), ("samples",), ("samples", 0),
+                  ("samples", 1, "id"), ("samples", 2, "label"), ("samples", 3, "pixels_sha256")]
+
+
+def _valid_set(tmp_path_factory):
+    path, images = _set(tmp_path_factory.mktemp("fuzz"))
+    return path, images, (path / "sidecar.json").read_bytes()
+
+
+def _read_or_png_set_error(path, images):
+    """read_set either gives back exactly the written images or raises PngSetError naming a file in the set."""
+    try:
+        read = pngset.read_set(path)
+    except PngSetError as exc:
+        assert str(path) in str(exc), exc
+        return exc
+    np.testing.assert_array_equal(read.images, images)
+    return None
+
+
+@settings(max_examples=50, deadline=None)
+@given(place=st.sampled_from(SIDECAR_PLACES), value=JSON_VALUES)
+def test_fuzz_sidecar_with_a_value_replaced(tmp_path_factory, place, value):
+    path, images, original = _valid_set(tmp_path_factory)
+    document = json.loads(original)
+    if place:
+        target = document
+        for key in place[:-1]:
+            target = target[key]
+        target[place[-1]] = value
+    else:
+        document = value
+    (path / "sidecar.json").write_text(json.dumps(document))
+    _read_or_png_set_error(path, images)
+
+
+@settings(max_examples=50, deadline=None)
+@given(data=st.binary(max_size=400) | st.text(max_size=200).map(str.encode))
+def test_fuzz_sidecar_bytes(tmp_path_factory, data):
+    path, images, _ = _valid_set(tmp_path_factory)
+    (path / "sidecar.json").write_bytes(data)
+    assert isinstance(_read_or_png_set_error(path, images), PngSetError)
+
+
+@settings(max_examples=50, deadline=None)
+@given(edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=6),
+       cut=st.none() | st.integers(0, 400))
+def test_fuzz_png_bytes(tmp_path_factory, edits, cut):
+    path, images, _ = _valid_set(tmp_path_factory)
+    png = path / "png" / "12.png"
+    data = bytearray(png.read_bytes())
+    for position, byte in edits:
+        data[position % len(data)] = byte
+    png.write_bytes(bytes(data[:cut] if cut is not None else data))
+    error = _read_or_png_set_error(path, images)
+    if error is not None:
+        assert str(png) in str(error)

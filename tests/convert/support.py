@@ -72,3 +72,32 @@ def measurement(framework: str, name: str, quantization: str, platform: str) -> 
 
 def logits(framework: str, name: str, quantization: str, platform: str) -> np.ndarray:
     return measurement(framework, name, quantization, platform).logits
+
+
+@functools.cache
+def fully_int8_tflite() -> bytes:
+    """A small real LiteRT model whose input and output tensors are int8 (the mini zoo's int8
+    files keep float inputs and outputs), at the mini zoo's geometry: 32x32x3 in, 10 logits out."""
+    from harness.frameworks import import_keras, import_tensorflow
+
+    tf, keras = import_tensorflow(), import_keras()
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(4, 3, strides=2)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(10)(x))
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    rng = np.random.default_rng(0)
+    converter.representative_dataset = lambda: ([rng.uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)]
+                                                 for _ in range(8))
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def with_scale_replaced(data: bytes, scale: float, new: float) -> bytes:
+    """``data`` with the one float32 ``scale`` in it replaced by ``new`` (it must occur exactly once)."""
+    import struct
+
+    old = struct.pack("<f", scale)
+    assert data.count(old) == 1, f"scale {scale!r} occurs {data.count(old)} times in the file"
+    return data.replace(old, struct.pack("<f", new))

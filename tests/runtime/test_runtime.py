@@ -217,3 +217,78 @@ def test_ptl_returning_a_tuple_gives_its_logits(tmp_path):
     with torch.no_grad():
         expected = module(torch.from_numpy(spec.normalization(images)))[0].numpy()
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
+
+
+# -- logits that are not numbers -------------------------------------------------------------------
+def _broken_mobilenet(fill: float, classes=slice(None)):
+    """The real mini PyTorch MobileNetV2 (a fresh copy) with its classifier's bias set to ``fill``."""
+    from harness.frameworks import import_torch
+    from harness.zoo import mini
+
+    torch = import_torch()
+    model = mini.load("pytorch", "mobilenet_v2")
+    linear = [m for m in model.module.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        linear.bias[classes] = fill
+    return model
+
+
+def test_nan_logits_are_refused_naming_the_runtime_and_how_many():
+    from harness.metrics import measure
+    from harness.runtime import NonFiniteLogits
+
+    model = _broken_mobilenet(float("nan"))
+    samples = support.evaluation().select(support.evaluation().ids[:7])
+    with open_runtime("pc", model) as rt:
+        with pytest.raises(NonFiniteLogits, match=re.escape(
+                f"mini/pytorch/mobilenet_v2/float/pc ({model.weights_path}): 70 of 70 logits are not finite "
+                "(70 NaN, 0 infinite) in 7 of 7 images")):
+            rt.predict_logits(samples.images)
+        with pytest.raises(NonFiniteLogits, match="70 of 70 logits are not finite"):
+            measure(rt, samples)
+
+
+def test_infinite_logits_are_refused_too():
+    from harness.runtime import NonFiniteLogits
+
+    model = _broken_mobilenet(float("inf"), classes=slice(3, 4))
+    with open_runtime("pc", model) as rt:
+        with pytest.raises(NonFiniteLogits, match=r": 5 of 50 logits are not finite \(0 NaN, 5 infinite\) in 5 of 5"):
+            rt.predict_logits(support.evaluation().images[:5])
+
+
+def test_finite_logits_pass_the_check_unchanged():
+    from harness.runtime.base import check_finite
+
+    logits = np.array([[1.0, -2.0], [3.0, 1e30]], np.float32)
+    assert check_finite(logits, "x") is logits
+
+
+# -- quantization parameters that cannot be used --------------------------------------------------
+def _int8_io_details(data: bytes) -> tuple[dict, dict]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=data)
+    return interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+
+
+@pytest.mark.parametrize("role", ["input", "output"])
+@pytest.mark.parametrize("bad", [0.0, float("nan"), float("inf")])
+def test_zero_or_non_finite_quantization_scale_is_an_error_naming_file_and_tensor(tmp_path, role, bad):
+    data = support.fully_int8_tflite()
+    spec = support.artifact("tensorflow", "mobilenet_v2", "int8").spec
+    good = tmp_path / "int8-io.tflite"
+    good.write_bytes(data)
+    with open_runtime("mobile", spec=spec, artifact=good, quantization="int8") as rt:
+        assert rt.input_dtype == rt.output_dtype == np.int8  # the file really is fed through its scales
+        assert np.isfinite(rt.predict_logits(support.evaluation().images[:3])).all()
+    detail = dict(zip(("input", "output"), _int8_io_details(data)))[role]
+    broken = tmp_path / f"{role}-scale.tflite"
+    broken.write_bytes(support.with_scale_replaced(data, detail["quantization"][0], bad))
+    assert _int8_io_details(broken.read_bytes())[role == "output"]["quantization"][0] != detail["quantization"][0]
+    # XNNPACK (the default resolver) refuses a zero input scale itself; the builtin kernels load
+    # the file, and the runtime's own division by the scale is what must not happen.
+    with pytest.raises(ModelFileError, match=re.escape(
+            f"{broken}: {role} tensor {detail['name']!r} (int8) has quantization scale {bad!r}; "
+            "expected a positive finite number")):
+        open_runtime("mobile", spec=spec, artifact=broken, quantization="int8", resolver="builtin")
