@@ -277,33 +277,39 @@ def test_artifact_is_a_plain_record(cache):
 
 # --- source digests: a stage's code is part of its keys ----------------------------------------------
 def _copy_stage(tmp_path: Path) -> Path:
-    """A copy of two stage folders (convert, zoo) as a tree of its own."""
+    """A copy of the conversion stage's sources (convert, zoo, data/preprocessing.py) as a tree of its own."""
     import shutil
 
     root = tmp_path / "harness"
     for name in ("convert", "zoo"):
         shutil.copytree(REPO / "harness" / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "data").mkdir()
+    shutil.copy(REPO / "harness" / "data" / "preprocessing.py", root / "data" / "preprocessing.py")
     return root
 
 
 def test_source_digest_changes_with_one_byte_of_the_stage_and_not_with_its_location(tmp_path):
-    from harness.cache import source_digest
+    from harness.cache import source_digest, source_files
     from harness.convert import CONVERTER_SOURCES, converter_source_digest
 
     root = _copy_stage(tmp_path)
-    copied = source_digest(root / "convert", root / "zoo", exclude=("train.py",))
+    def digest() -> str:
+        return source_digest(root / "convert", root / "zoo", root / "data" / "preprocessing.py", exclude=("train.py",))
+
+    copied = digest()
     # The same files elsewhere: the same digest as the checkout's (names are relative to their common folder).
     assert copied == converter_source_digest() == source_digest(*CONVERTER_SOURCES, exclude=("train.py",))
+    assert len(source_files(*CONVERTER_SOURCES, exclude=("train.py",))) > 10
     target = root / "convert" / "tflite.py"
     text = target.read_bytes()
     target.write_bytes(text.replace(b"def ", b"def  ", 1))  # one byte, in code nobody would version
-    assert source_digest(root / "convert", root / "zoo", exclude=("train.py",)) != copied
+    assert digest() != copied
     target.write_bytes(text)
-    assert source_digest(root / "convert", root / "zoo", exclude=("train.py",)) == copied
+    assert digest() == copied
     (root / "zoo" / "train.py").write_text("# the training script does not decide a converted file's bytes\n")
-    assert source_digest(root / "convert", root / "zoo", exclude=("train.py",)) == copied
+    assert digest() == copied
     (root / "convert" / "new_format.py").write_text("")  # a new converter module is new code
-    assert source_digest(root / "convert", root / "zoo", exclude=("train.py",)) != copied
+    assert digest() != copied
 
 
 def test_source_digest_of_one_file_is_its_sha256_and_of_several_their_sha256sum_listing(tmp_path):

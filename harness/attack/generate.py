@@ -28,10 +28,10 @@ from harness.data.dataset import ImageDataset
 from harness.zoo.base import ZooModel
 
 KIND = "advset"
-# The code that decides a set's bytes: this package (attacks, batching, rounding, PNG writing) and
-# the model definitions and adapters the attacks run through. Not the training script: weights are
-# keyed by their digest.
-GENERATION_SOURCES = ("harness/attack", "harness/zoo")
+# The code that decides a set's bytes: this package (attacks, batching, rounding, PNG writing), the
+# model definitions and adapters the attacks run through, and the models' input normalisation. Not
+# the training script: weights are keyed by their digest.
+GENERATION_SOURCES = ("harness/attack", "harness/zoo", "harness/data/preprocessing.py")
 GENERATION_SOURCES_EXCLUDE = ("train.py",)
 
 

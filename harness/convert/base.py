@@ -23,9 +23,10 @@ from harness.data.dataset import ImageDataset
 from harness.zoo.base import ModelSpec, ZooModel
 
 QUANTIZATIONS = ("float", "int8")
-# The code that decides a converted file's bytes: this package (the converters) and the model
-# definitions and adapters they convert. Not the training script: weights are keyed by their digest.
-CONVERTER_SOURCES = ("harness/convert", "harness/zoo")
+# The code that decides a converted file's bytes: this package (the converters), the model
+# definitions and adapters they convert, and the normalisation applied to calibration images.
+# Not the training script: weights are keyed by their digest.
+CONVERTER_SOURCES = ("harness/convert", "harness/zoo", "harness/data/preprocessing.py")
 CONVERTER_SOURCES_EXCLUDE = ("train.py",)
 
 
