@@ -49,7 +49,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.cache import file_sha256
+from harness.cache import file_sha256, source_digest
 
 HERE = Path(__file__).resolve().parent
 LOCK_PATH = HERE / "bundle.lock.json"
@@ -194,7 +194,7 @@ def key_parts(variant: str, lock: dict | None = None) -> dict:
         "stage": "bundle", "variant": variant, "families": list(VARIANTS[variant]),
         "inputs": inputs,
         # The builder's own code: a change in layout or trimming is a new bundle.
-        "builder_sha256": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+        "builder_sha256": source_digest(Path(__file__)),  # one file: its SHA-256, as before
     }
 
 

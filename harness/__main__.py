@@ -1,33 +1,78 @@
-"""The main job on the embedded default: ``python -m harness``.
+"""The main job on the embedded default: ``python -m harness`` (``make run``).
 
-Loads the mini zoo in both frameworks, measures each model's clean accuracy on the
-committed Fashion-MNIST test subset, and draws the evaluation samples and the
-calibration set the rest of the suite uses.
+Runs the study — every framework x model x attack x quantization configuration of the chosen
+host platforms (default ``pc`` and ``mobile``; ``--platforms pc,mobile,arm64`` adds the ARM
+builds under emulation) — with the same :class:`harness.study.Study` and ``matrix`` the pytest
+cases use, writes one record per configuration and the report into ``reports/<run-id>/``
+(linked as ``reports/latest``), and prints a summary table. It does not gate: ``pytest -m pc``
+checks the records against the committed thresholds and sets the exit code for CI.
+
+Cold, it converts the models and generates the adversarial sets into the artefact cache
+(minutes, with progress lines); warm, it reads them back.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import os
 import sys
 import time
+from pathlib import Path
 
-import harness
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as under pytest (conftest.py): fewer TensorFlow log lines
+
+import harness  # noqa: E402  (first: the framework import guard)
 from harness.attack.profiles import ProfileError, load_profile
-from harness.data import samples, sources
+from harness.cache import ArtifactCache, atomic_write
+from harness.data import sources
 from harness.data.dataset import DataError
+from harness.study import HOST_PLATFORMS, RUNNER_PLATFORMS, Study, matrix
 from harness.zoo import registry
 
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_PLATFORMS = ("pc", "mobile")
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__.splitlines()[0])
+
+def _platforms(text: str) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    bad = [p for p in chosen if p not in HOST_PLATFORMS]
+    if not chosen or bad:
+        raise argparse.ArgumentTypeError(f"{text!r}: a comma-separated list of {', '.join(HOST_PLATFORMS)}")
+    return chosen
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness",
+        description="Run the study on this host's platforms (the same cases as `pytest -m pc`), write one record "
+                    "per configuration and the report into REPORT_DIR/<run-id>/, and print a summary table. "
+                    "No gating: `pytest -m pc` checks the committed thresholds.")
     parser.add_argument("--zoo", default="mini", choices=registry.ZOOS)
     parser.add_argument("--profile", default=None,
                         help="profile in profiles.toml giving the counts and seed (default: the zoo's, as in pytest)")
+    parser.add_argument("--platforms", type=_platforms, default=DEFAULT_PLATFORMS,
+                        help=f"comma-separated host platforms to run (default: {','.join(DEFAULT_PLATFORMS)}; "
+                             f"choices: {','.join(HOST_PLATFORMS)}; arm64 runs under qemu-user)")
     parser.add_argument("--imagenet-dir", default=None, help="ImageNet validation folder (default: $IMAGENET_DIR)")
     parser.add_argument("--samples", type=int, default=None, help="evaluation samples to draw (default: the profile's)")
     parser.add_argument("--calibration", type=int, default=None, help="calibration images (default: the profile's)")
     parser.add_argument("--seed", type=int, default=None, help="draw seed (default: the profile's)")
+    parser.add_argument("--threads", type=int, default=1, help="inference threads per runtime (default 1)")
+    parser.add_argument("--cache-dir", default=None, help="artefact cache (default: $HARNESS_CACHE_DIR or .cache/artifacts)")
+    parser.add_argument("--report-dir", default=str(REPO / "reports"), help="where reports/<run-id>/ goes")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
+    for name in ("samples", "calibration", "threads"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            parser.error(f"--{name} must be a positive integer, got {value}")
+    # the zoo's profile when --profile is not given, as in pytest
     from harness.suite import ZOO_PROFILES, imagenet_dir_misuse
 
     misuse = imagenet_dir_misuse(args.zoo, args.imagenet_dir)
@@ -37,9 +82,8 @@ def main(argv=None) -> int:
         profile = load_profile(args.profile or ZOO_PROFILES[args.zoo])
     except ProfileError as exc:
         parser.error(str(exc))
-    args.samples = profile.samples if args.samples is None else args.samples
-    args.calibration = profile.calibration if args.calibration is None else args.calibration
-    args.seed = profile.seed if args.seed is None else args.seed
+    overrides = {k: v for k, v in (("calibration", args.calibration), ("seed", args.seed)) if v is not None}
+    profile = dataclasses.replace(profile, **overrides)
     try:
         source = sources.source_for(args.zoo, args.imagenet_dir)
     except DataError as exc:  # no folder named, or one that is missing, empty or unlabelled
@@ -48,28 +92,85 @@ def main(argv=None) -> int:
     if missing:
         parser.error("\n".join(missing))
 
-    print(f"harness {harness.__version__}: zoo {args.zoo}, profile {profile.name}, "
-          f"{len(source.candidate_ids())} candidate {source.name}/{source.split} images")
-    models, hits = [], {}
-    print(f"{'model':34} {'params':>10} {'clean top-1':>11} {'load s':>7}")
-    for framework, name in registry.combinations(args.zoo):
-        start = time.perf_counter()
-        model = registry.load(args.zoo, framework, name)
-        seconds = time.perf_counter() - start
-        models.append(model)
-        hits[model.spec.id] = source.correct(model)
-        accuracy = float(hits[model.spec.id].mean())
-        print(f"{model.spec.id:34} {registry.parameter_count(model):>10} {accuracy:>11.4f} {seconds:>7.2f}", flush=True)
-    selection = samples.select_from_hits(source.name, source.split, source.candidate_ids(),
-                                         hits, args.samples, args.seed)
-    calibration = source.calibration(models[0].spec, args.calibration, args.seed, selection)
-    print(f"{selection.pool_size} of {selection.candidates} images are classified correctly by all "
-          f"{len(models)} models; drew {len(selection.ids)} evaluation samples (seed {args.seed}), "
-          f"first ids {selection.ids[:5].tolist()}; {len(calibration)} calibration images from "
-          f"{calibration.name}/{calibration.split}")
-    print("next: `pytest -m pc` runs the study and writes reports/latest/report.html "
-          "(`make test` runs it with every unit test)")
+    from harness.metrics.gates import default_path
+    from harness.runtime import PlatformUnavailable
+    from harness.runtime.registry import check_available
+
+    run_id = os.environ.get("HARNESS_RUN_ID") or time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+    run_dir = Path(args.report_dir) / run_id
+    thresholds = default_path(args.zoo, profile.name)
+    start = time.perf_counter()
+
+    def say(message: str) -> None:
+        print(f"[{time.perf_counter() - start:7.1f} s] {message}", flush=True)
+
+    cache = ArtifactCache(args.cache_dir, log=say)  # None: $HARNESS_CACHE_DIR or .cache/artifacts
+
+    print(f"harness {harness.__version__}: zoo {args.zoo}, profile {profile.name} ({args.samples or profile.samples} "
+          f"samples, seed {profile.seed}), platforms {','.join(args.platforms)}, "
+          f"{len(source.candidate_ids())} candidate {source.name}/{source.split} images; cache {cache.root}",
+          flush=True)
+    platforms = []
+    for platform in args.platforms:
+        try:
+            check_available(platform)
+            platforms.append(platform)
+        except PlatformUnavailable as exc:
+            say(f"platform {platform} skipped: {exc}")
+    configurations = matrix(tuple(platforms))
+    study = Study(args.zoo, profile, cache, args.samples, args.threads, log=say, source=source)
+    records, skipped = [], []
+    try:
+        # Runner platforms (arm64) measure all their configurations in as few runner processes as possible.
+        runner = [c for c in configurations if c.platform in RUNNER_PLATFORMS]
+        for k, config in enumerate(configurations, 1):
+            say(f"configuration {k} of {len(configurations)}: {config.id}")
+            try:
+                if config.platform in RUNNER_PLATFORMS:
+                    study.prefetch(runner)
+                record = study.evaluate(config)
+            except PlatformUnavailable as exc:
+                say(f"  skipped: {exc}")
+                skipped.append(config.id)
+                continue
+            # Not gated here (pytest -m pc gates): the record says so rather than claiming a pass.
+            record.update(gate={}, verdicts=[], passed=None)
+            atomic_write(run_dir / "records" / f"{config.id}.json", json.dumps(record))
+            records.append(record)
+    finally:
+        study.close()
+    if not records:
+        say("nothing ran")
+        return 1
+
+    from harness.report import writer
+
+    run_info = {"run": run_id, "zoo": args.zoo, "profile": profile.to_dict(), "thresholds": str(thresholds),
+                "gated": False, "platforms": platforms, "command": "python -m harness " + " ".join(argv or sys.argv[1:])}
+    out = writer.write_report(records, run_info, run_dir)
+    print(summary_table(records))
+    print(f"{len(records)} configurations in {time.perf_counter() - start:.1f} s"
+          + (f"; {len(skipped)} skipped ({', '.join(skipped[:3])}{'...' if len(skipped) > 3 else ''})" if skipped else ""))
+    print(f"report: {out.report_html}")
+    print(f"records: {run_dir / 'records'}")
+    print(f"thresholds: {thresholds} " + ("exists; `pytest -m pc` gates these configurations on it (not done here)"
+                                           if thresholds.is_file() else
+                                           "does not exist; write it with `pytest -m pc --write-thresholds`"))
     return 0
+
+
+def summary_table(records) -> str:
+    """One line per configuration: id, n, success rate, PC success rate, clean accuracy, agreement with PC."""
+    width = max(len("configuration"), *(len(r["configuration"]) for r in records))
+    lines = [f"{'configuration':{width}} {'n':>5} {'success':>8} {'PC succ.':>8} {'clean acc':>9} {'agr. PC':>8}"]
+    for r in records:
+        lines.append(f"{r['configuration']:{width}} {r['n_samples']:>5} {_pct(r['success_rate']):>8} "
+                     f"{_pct(r['pc_success_rate']):>8} {_pct(r['clean_accuracy']):>9} {_pct(r['agreement_with_pc']):>8}")
+    return "\n".join(lines)
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ is a directory ``<root>/<kind>/<key>/`` holding its files and a ``manifest.json`
 
 * ``key`` is the SHA-256 of the canonical JSON of the artefact's kind and *key parts*
   (everything that changes the bytes: weights digest, library versions, options,
-  sample ids, seed...), so equal inputs name the same directory on every machine;
+  sample ids, seed, the digest of the stage's own source code (:func:`source_digest`)...),
+  so equal inputs name the same directory on every machine;
 * the manifest lists the key parts, the SHA-256 and size of every file, the builder's
   metadata (e.g. converter options) and when and how long the build took.
 
@@ -127,6 +128,43 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def source_files(*paths: str | os.PathLike, exclude: tuple[str, ...] = ()) -> list[Path]:
+    """The files named, and each named directory's ``*.py`` files (not recursive), sorted;
+    files whose name is in ``exclude`` are left out. Repository-relative names are taken from
+    the repository root."""
+    files = set()
+    for given in paths:
+        path = Path(given)
+        path = path if path.is_absolute() else REPO_ROOT / path
+        if path.is_dir():
+            files.update(p for p in path.glob("*.py") if p.is_file())
+        elif path.is_file():
+            files.add(path)
+        else:
+            raise CacheError(f"{path}: no such source file or directory")
+    return sorted(f.resolve() for f in files if f.name not in exclude)
+
+
+def source_digest(*paths: str | os.PathLike, exclude: tuple[str, ...] = ()) -> str:
+    """A stage's code as part of its cache keys: edit the code, get new keys (no version to bump).
+
+    ``paths`` are files or directories (their ``*.py`` files, see :func:`source_files`). One
+    file: its SHA-256, what ``sha256sum FILE`` prints. Several: the SHA-256 of their
+    ``sha256sum`` listing (``<sha256>  <path>\n`` per file, paths relative to the files'
+    common folder, sorted), so the digest does not depend on where the checkout lives and can be
+    reproduced with ``cd harness && sha256sum convert/*.py ... | sha256sum``. Not cached: callers
+    that key many artefacts compute it once per process (``functools.cache``).
+    """
+    files = source_files(*paths, exclude=exclude)
+    if not files:
+        raise CacheError(f"no source files in {[str(p) for p in paths]}")
+    if len(files) == 1:
+        return file_sha256(files[0])
+    base = Path(os.path.commonpath(files))
+    listing = "".join(f"{file_sha256(f)}  {f.relative_to(base).as_posix()}\n" for f in files)
+    return hashlib.sha256(listing.encode("utf-8")).hexdigest()
 
 
 def _list_files(directory: Path) -> dict[str, Path]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import platform as _platform
 import time
 from dataclasses import dataclass
@@ -294,6 +295,22 @@ class Study:
         }
         if p in RUNNER_PLATFORMS:
             record.update(self._runner_facts(config, logits, clean))
+        # What produced these numbers, so a reader can reproduce them: the PC framework and the
+        # attack libraries that made the adversarial set (its sidecar), the converter (the converted
+        # file's metadata), the runtime that ran it, and this machine's settings.
+        attack_versions = dict(adv.sidecar.get("versions", {}))
+        framework_keys = ("torch",) if f == "pytorch" else ("tensorflow", "keras")
+        converted = None if p == "pc" else self.conversion(f, n, q)
+        record["versions"] = {
+            "framework": {k: attack_versions[k] for k in framework_keys if k in attack_versions},
+            "runtime": (record["runtime_versions"] if "runtime_versions" in record
+                        else _host_runtime_versions(converted.format) if converted is not None
+                        else {k: attack_versions[k] for k in framework_keys if k in attack_versions}),
+            "converter": {} if converted is None else dict(converted.artifact.metadata.get("versions", {})),
+            "attack": {k: v for k, v in attack_versions.items() if k not in framework_keys},
+        }
+        record["environment"] = {"quantized_engine": runtime.engine, "litert_resolver": runtime.resolver,
+                                 "threads": runtime.threads, **_host_environment()}
         return record
 
     def _runner_facts(self, config: Configuration, logits, clean) -> dict:
@@ -391,6 +408,22 @@ def _host_runtime_versions(fmt: str) -> dict:
     return {"torch": torch.__version__, "numpy": numpy.__version__}
 
 
+@functools.cache
+def _host_environment() -> dict:
+    """This machine: CPU model, operating system, Python (the records' ``environment``)."""
+    platform = _platform
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware")):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "os": platform.platform(),
+            "python": platform.python_version()}
+
+
 def _weights_bytes(model) -> int | None:
     return None if model.weights_path is None else Path(model.weights_path).stat().st_size
 
@@ -417,13 +450,5 @@ def run_settings(threads: int) -> dict:
     from harness.convert.torch_mobile import ENGINE
     from harness.runtime.litert import resolver_name
 
-    cpu = _platform.processor() or _platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {"threads": threads, "torch_quantized_engine": ENGINE, "litert_resolver": resolver_name(None),
-            "cpu": cpu, "os": f"{_platform.system()} {_platform.release()}", "machine": _platform.machine()}
+            "cpu": _host_environment()["cpu"], "os": f"{_platform.system()} {_platform.release()}", "machine": _platform.machine()}

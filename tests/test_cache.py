@@ -273,3 +273,68 @@ def test_artifact_is_a_plain_record(cache):
     assert isinstance(art, Artifact)
     assert art.key_parts == json.loads(canonical_json(PARTS))
     assert art.metadata["converter"] == {"optimizations": ["DEFAULT"]}
+
+
+# --- source digests: a stage's code is part of its keys ----------------------------------------------
+def _copy_stage(tmp_path: Path) -> Path:
+    """A copy of the conversion stage's sources (convert, zoo, data/preprocessing.py) as a tree of its own."""
+    import shutil
+
+    root = tmp_path / "harness"
+    for name in ("convert", "zoo"):
+        shutil.copytree(REPO / "harness" / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "data").mkdir()
+    shutil.copy(REPO / "harness" / "data" / "preprocessing.py", root / "data" / "preprocessing.py")
+    return root
+
+
+def test_source_digest_changes_with_one_byte_of_the_stage_and_not_with_its_location(tmp_path):
+    from harness.cache import source_digest, source_files
+    from harness.convert import CONVERTER_SOURCES, converter_source_digest
+
+    root = _copy_stage(tmp_path)
+    def digest() -> str:
+        return source_digest(root / "convert", root / "zoo", root / "data" / "preprocessing.py", exclude=("train.py",))
+
+    copied = digest()
+    # The same files elsewhere: the same digest as the checkout's (names are relative to their common folder).
+    assert copied == converter_source_digest() == source_digest(*CONVERTER_SOURCES, exclude=("train.py",))
+    assert len(source_files(*CONVERTER_SOURCES, exclude=("train.py",))) > 10
+    target = root / "convert" / "tflite.py"
+    text = target.read_bytes()
+    target.write_bytes(text.replace(b"def ", b"def  ", 1))  # one byte, in code nobody would version
+    assert digest() != copied
+    target.write_bytes(text)
+    assert digest() == copied
+    (root / "zoo" / "train.py").write_text("# the training script does not decide a converted file's bytes\n")
+    assert digest() == copied
+    (root / "convert" / "new_format.py").write_text("")  # a new converter module is new code
+    assert digest() != copied
+
+
+def test_source_digest_of_one_file_is_its_sha256_and_of_several_their_sha256sum_listing(tmp_path):
+    import hashlib
+
+    from harness.cache import file_sha256, source_digest
+
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    a.write_text("x = 1\n")
+    b.write_text("y = 2\n")
+    assert source_digest(a) == file_sha256(a)
+    listing = f"{file_sha256(a)}  a.py\n{file_sha256(b)}  b.py\n"
+    assert source_digest(tmp_path) == source_digest(b, a) == hashlib.sha256(listing.encode()).hexdigest()
+    with pytest.raises(CacheError, match="no such source"):
+        source_digest(tmp_path / "missing.py")
+
+
+def test_stage_source_digests_are_stable_across_processes():
+    from harness.attack.generate import generation_source_digest
+    from harness.convert import converter_source_digest
+
+    code = ("from harness.convert import converter_source_digest as c; "
+            "from harness.attack.generate import generation_source_digest as g; print(c(), g())")
+    outputs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              cwd="/", env={**os.environ, "PYTHONPATH": str(REPO)}).stdout.split()
+               for _ in range(2)]
+    assert outputs[0] == outputs[1] == [converter_source_digest(), generation_source_digest()]
+

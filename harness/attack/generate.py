@@ -10,6 +10,7 @@ digests, then every PNG against the sidecar).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import platform
 import shutil
@@ -22,12 +23,23 @@ import numpy as np
 from harness.attack import pngset
 from harness.attack.attacks import FoolboxModel, make_attack
 from harness.attack.profiles import Profile
-from harness.cache import ArtifactCache, atomic_write, cache_key
+from harness.cache import ArtifactCache, atomic_write, cache_key, source_digest
 from harness.data.dataset import ImageDataset
 from harness.zoo.base import ZooModel
 
 KIND = "advset"
-FORMAT = 4  # bump when generation code changes the bytes it writes (4: PyTorch attacks in channels-last)
+# The code that decides a set's bytes: this package (attacks, batching, rounding, PNG writing), the
+# model definitions and adapters the attacks run through, and the models' input normalisation. Not
+# the training script: weights are keyed by their digest.
+GENERATION_SOURCES = ("harness/attack", "harness/zoo", "harness/data/preprocessing.py")
+GENERATION_SOURCES_EXCLUDE = ("train.py",)
+
+
+@functools.cache
+def generation_source_digest() -> str:
+    """The digest of :data:`GENERATION_SOURCES`, part of every set's key: editing the generation
+    code gives new keys, with no version number to remember to bump."""
+    return source_digest(*GENERATION_SOURCES, exclude=GENERATION_SOURCES_EXCLUDE)
 
 
 def library_versions(framework: str) -> dict:
@@ -49,7 +61,7 @@ def library_versions(framework: str) -> dict:
 
 def set_key_parts(model: ZooModel, attack: str, profile: Profile, samples: ImageDataset) -> dict:
     return {
-        "format": FORMAT,
+        "code": generation_source_digest(),
         "model": model.spec.id,
         "weights_sha256": model.weights_digest,
         "attack": attack,

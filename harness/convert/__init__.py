@@ -9,18 +9,19 @@ One interface, one converter per framework (:mod:`harness.convert.tflite`,
 """
 
 from harness.convert.base import (
-    CONVERTER_REVISION,
+    CONVERTER_SOURCES,
     QUANTIZATIONS,
     ConversionError,
     MobileArtifact,
     calibration_inputs,
     convert,
     converter_for,
+    converter_source_digest,
     register_converter,
 )
 from harness.convert.weights import module_digest, zoo_model_from_module
 
 __all__ = [
-    "CONVERTER_REVISION", "QUANTIZATIONS", "ConversionError", "MobileArtifact", "calibration_inputs",
-    "convert", "converter_for", "register_converter", "module_digest", "zoo_model_from_module",
+    "CONVERTER_SOURCES", "QUANTIZATIONS", "ConversionError", "MobileArtifact", "calibration_inputs",
+    "convert", "converter_source_digest", "converter_for", "register_converter", "module_digest", "zoo_model_from_module",
 ]

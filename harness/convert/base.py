@@ -10,6 +10,7 @@ images, fed through the model's own :class:`Normalization`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,13 +18,23 @@ from typing import Protocol
 
 import numpy as np
 
-from harness.cache import Artifact, ArtifactCache
+from harness.cache import Artifact, ArtifactCache, source_digest
 from harness.data.dataset import ImageDataset
 from harness.zoo.base import ModelSpec, ZooModel
 
 QUANTIZATIONS = ("float", "int8")
-# Bumped whenever a converter's code changes what it writes (part of every key).
-CONVERTER_REVISION = 1
+# The code that decides a converted file's bytes: this package (the converters), the model
+# definitions and adapters they convert, and the normalisation applied to calibration images.
+# Not the training script: weights are keyed by their digest.
+CONVERTER_SOURCES = ("harness/convert", "harness/zoo", "harness/data/preprocessing.py")
+CONVERTER_SOURCES_EXCLUDE = ("train.py",)
+
+
+@functools.cache
+def converter_source_digest() -> str:
+    """The digest of :data:`CONVERTER_SOURCES`, part of every conversion's key: editing a
+    converter or a model definition gives new keys, with no version number to remember to bump."""
+    return source_digest(*CONVERTER_SOURCES, exclude=CONVERTER_SOURCES_EXCLUDE)
 
 
 class ConversionError(ValueError):
@@ -141,7 +152,7 @@ def key_parts(model: ZooModel, quantization: str, converter: Converter, options:
     spec = model.spec
     parts = {
         "stage": "convert",
-        "revision": CONVERTER_REVISION,
+        "code": converter_source_digest(),
         "model": spec.id,
         "input_size": spec.input_size,
         "num_classes": spec.num_classes,

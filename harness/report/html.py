@@ -96,43 +96,51 @@ def _mapping_table(mapping: Mapping[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------- gates
-def _gate_fields() -> dict[str, tuple[str, str]]:
-    """gate name -> (measured field, "max"|"min"), from the suite's gate definitions when importable."""
-    try:
-        from harness.metrics.gates import GATES
-        return {k: (v[0], v[1]) for k, v in GATES.items()}
-    except Exception:  # the report stage stays usable on its own
-        return {}
-
-
-def gate_verdicts(record: Mapping[str, Any], known: Mapping[str, tuple[str, str]] | None = None) -> list[dict]:
-    """Each gate of a record with its measured value (when the record has it) and whether it holds."""
-    known = _gate_fields() if known is None else known
-    out = []
-    for name, limit in sorted(record.get("gate", {}).items()):
-        field, direction = known.get(name, (None, None))
-        if field is None and name.startswith(("max_", "min_")):
-            field, direction = name[4:], name[:3]
-        measured = record.get(field) if field else None
-        holds = None
-        if isinstance(measured, (int, float)) and not isinstance(measured, bool):
-            holds = measured <= limit + 1e-12 if direction == "max" else measured >= limit - 1e-12
-        out.append({"gate": name, "limit": float(limit), "field": field, "direction": direction,
-                    "measured": measured, "holds": holds})
-    return out
+def _result_word(record: Mapping[str, Any]) -> str:
+    passed = record.get("passed")
+    if passed is None:
+        return '<span class="small">not gated</span>'
+    return '<span class="pass">pass</span>' if passed else '<span class="fail-word">FAIL</span>'
 
 
 def _gate_cell(record: Mapping[str, Any]) -> str:
-    parts = []
-    for v in gate_verdicts(record):
-        op = {"max": "\u2264", "min": "\u2265"}.get(v["direction"], "=")
-        text = f"{v['gate']} {op} {v['limit']:.4f}"
-        if v["measured"] is not None:
-            text += f" (measured {v['field']} = {_num(v['measured'], 4)})"
-        cls = {True: "pass", False: "fail-word"}.get(v["holds"], "")
-        mark = {True: " \u2713", False: " \u2717"}.get(v["holds"], "")
-        parts.append(f'<span class="{cls}">{escape(text + mark)}</span>')
-    return "<br>".join(parts) if parts else '<span class="small">none</span>'
+    """The gate checks' own sentences, as the record carries them (``verdicts``); the report
+    does not re-derive them from gate names."""
+    verdicts = record.get("verdicts") or []
+    if verdicts:
+        return "<br>".join(escape(str(v)) for v in verdicts)
+    if record.get("gate"):
+        return "thresholds " + escape(", ".join(f"{k} {v}" for k, v in sorted(record["gate"].items())))
+    return '<span class="small">none</span>'
+
+
+# ----------------------------------------------------------------------------- provenance
+def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in mapping.items():
+        if isinstance(v, Mapping) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        elif not isinstance(v, Mapping):
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def recorded_facts(records: Sequence[Mapping[str, Any]], field: str) -> dict[str, str]:
+    """``field`` (``versions`` or ``environment``) of every record, flattened (``runtime.torch``):
+    each key with its value, or its distinct values and how many configurations had each."""
+    seen: dict[str, dict[str, list[str]]] = {}
+    for r in records:
+        for key, value in _flatten(r.get(field) or {}).items():
+            text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+            seen.setdefault(key, {}).setdefault(text, []).append(r["config_id"])
+    out = {}
+    for key, values in seen.items():
+        if len(values) == 1:
+            (text, ids), = values.items()
+            out[key] = text if len(ids) == len(records) else f"{text} ({len(ids)} of {len(records)} configurations)"
+        else:
+            out[key] = " | ".join(f"{text} ({len(ids)} configurations)" for text, ids in sorted(values.items()))
+    return out
 
 
 # ----------------------------------------------------------------------------- sections
@@ -141,10 +149,12 @@ def _header(run_info: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -
     date = run_info.get("date") or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     profile = run_info.get("profile") or {}
     profile_name = profile.get("name", "") if isinstance(profile, Mapping) else str(profile)
-    failed = [r for r in records if not r["passed"]]
+    failed = [r for r in records if r.get("passed") is False]
+    ungated = [r for r in records if r.get("passed") is None]
+    counts = f"{len(records) - len(failed) - len(ungated)} passed, {len(failed)} failed"
     rows = [["run", escape(str(run))], ["date", escape(str(date))], ["zoo", escape(str(run_info.get("zoo", "")))],
             ["profile", escape(str(profile_name))],
-            ["configurations", f"{len(records)} ({len(records) - len(failed)} passed, {len(failed)} failed)"]]
+            ["configurations", f"{len(records)} ({counts}" + (f", {len(ungated)} not gated)" if ungated else ")")]]
     if failed:
         rows.append(["failed", ", ".join(_link(r["config_id"]) for r in failed)])
     extra = {k: v for k, v in run_info.items()
@@ -153,10 +163,13 @@ def _header(run_info: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -
            _table(["", ""], [[escape(k), v] for k, v in rows], left=2)]
     out.append("<details open><summary>Profile</summary>" +
                (_mapping_table(profile) if isinstance(profile, Mapping) else escape(str(profile))) + "</details>")
-    out.append("<details><summary>Library versions</summary>" + _mapping_table(run_info.get("versions") or {}) +
-               "</details>")
-    out.append("<details><summary>Environment</summary>" + _mapping_table(run_info.get("environment") or {}) +
-               "</details>")
+    notes = {"versions": "From the records: the PC framework and the attack libraries that made each "
+                         "adversarial set, the converter that wrote each mobile file, the runtime that ran it.",
+             "environment": "From the records: the runtimes' settings and the machine that measured them."}
+    for field, title in (("versions", "Library versions"), ("environment", "Environment")):
+        facts = {**recorded_facts(records, field), **_flatten(run_info.get(field) or {})}
+        out.append(f"<details open><summary>{title}</summary>" + _mapping_table(facts) +
+                   f'<p class="small">{escape(notes[field])}</p></details>')
     if extra:
         out.append("<details><summary>Other run information</summary>" + _mapping_table(extra) + "</details>")
     return "\n".join(out)
@@ -355,9 +368,8 @@ def _results_table(records: Sequence[Mapping[str, Any]]) -> str:
                      escape(format_pct(r["adversarial_agreement_with_pc"])),
                      f'<span title="{escape(str(r["model_bytes"]))} bytes">{escape(_bytes(r["model_bytes"]))}</span>',
                      escape(_num(r["inference_seconds"])), escape(_num(r["generation_seconds"])),
-                     _gate_cell(r),
-                     '<span class="pass">pass</span>' if r["passed"] else '<span class="fail-word">FAIL</span>'])
-        attrs.append(f' id="{escape(anchor(cid))}"' + ("" if r["passed"] else ' class="fail"'))
+                     _gate_cell(r), _result_word(r)])
+        attrs.append(f' id="{escape(anchor(cid))}"' + (' class="fail"' if r.get("passed") is False else ""))
     return ('<h2 id="results">All configurations</h2>'
             '<p class="small">One row per configuration (framework-model-attack-quantization-platform). '
             'Success = share of the adversarial samples the platform misclassifies; before rounding = the '

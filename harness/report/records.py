@@ -15,7 +15,9 @@ from typing import Any, Iterable, Mapping
 
 IDENTITY_FIELDS = ("framework", "model", "attack", "quantization", "platform")
 
-# Fields every record must carry. Those in NULLABLE_FIELDS may hold None (not measured).
+# Fields every record must carry. Those in NULLABLE_FIELDS may hold None (not measured; for
+# ``passed``: not gated, as in the records of ``python -m harness``). A record may also carry
+# ``verdicts``, the gate checks' own sentences (a list of strings), shown as they are.
 REQUIRED_FIELDS = IDENTITY_FIELDS + (
     "n_samples",
     "success_rate",
@@ -32,7 +34,7 @@ REQUIRED_FIELDS = IDENTITY_FIELDS + (
     "per_sample_success",
 )
 NULLABLE_FIELDS = frozenset({
-    "success_rate_before_rounding", "clean_accuracy", "agreement_with_pc",
+    "passed", "success_rate_before_rounding", "clean_accuracy", "agreement_with_pc",
     "adversarial_agreement_with_pc", "model_bytes", "inference_seconds", "generation_seconds",
 })
 PROPORTION_FIELDS = ("success_rate", "success_rate_before_rounding", "clean_accuracy",
@@ -149,9 +151,13 @@ def validate_record(record: Mapping[str, Any], index: int = 0) -> dict:
     for name, limit in record["gate"].items():
         if not _is_real(limit):
             raise _fail(cid, "gate", f"threshold {name!r} must be a number, found {limit!r}")
-    passed = _as_bool(record["passed"])
-    if passed is None:
-        raise _fail(cid, "passed", f"must be a bool, found {record['passed']!r}")
+    passed = None if record["passed"] is None else _as_bool(record["passed"])
+    if passed is None and record["passed"] is not None:
+        raise _fail(cid, "passed", f"must be a bool or None (not gated), found {record['passed']!r}")
+    verdicts = record.get("verdicts", [])
+    if isinstance(verdicts, (str, bytes)) or not isinstance(verdicts, (list, tuple)) \
+            or not all(isinstance(v, str) for v in verdicts):
+        raise _fail(cid, "verdicts", f"must be a list of strings, found {verdicts!r}")
 
     ids, outcomes = record["sample_ids"], record["per_sample_success"]
     for field, value in (("sample_ids", ids), ("per_sample_success", outcomes)):

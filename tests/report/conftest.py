@@ -29,7 +29,15 @@ def _record(framework, model, attack, quantization, platform, ids, outcomes, rng
         "inference_seconds": float(rng.uniform(1, 20)) * (0.5 if quantization == "int8" else 1.0),
         "generation_seconds": generation_seconds,
         "gate": gate,
+        "verdicts": [f"{framework}-{model}-{attack}-{quantization}-{platform}: success_rate = {rate:.4f}, "
+                     f"gate max_success_rate wants at most {gate['max_success_rate']:.4f}"],
         "passed": rate <= gate["max_success_rate"],
+        "versions": {"framework": {"torch": "2.14.1"} if framework == "pytorch" else {"tensorflow": "2.20.0"},
+                     "runtime": {} if platform == "pc" else {"litert": "2.0.2"} if framework == "tensorflow"
+                     else {"torch": "2.14.1"},
+                     "converter": {}, "attack": {"foolbox": "3.3.4", "numpy": "2.3.5"}},
+        "environment": {"quantized_engine": "qnnpack" if quantization == "int8" and framework == "pytorch" else None,
+                        "threads": 1, "cpu": "Test CPU @ 2.0GHz", "os": "Linux-test", "python": "3.11.2"},
         "sample_ids": [int(i) for i in ids],
         "per_sample_success": [bool(o) for o in outcomes],
     }
