@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -116,12 +117,17 @@ def test_a_case_that_raises_is_recorded_and_reported_as_an_error(tmp_path):
     assert "report NOT written" in result.stdout or "Errors" in (run / "report.html").read_text()
 
 
-def test_device_cases_skip_with_one_line_when_no_phone_is_attached(tmp_path):
+def test_device_cases_skip_with_one_line_when_no_phone_is_attached(tmp_path, private_adb_port):
+    """On an adb server of its own (a private port), which sees no phone whatever is plugged
+    into this machine or the session's virtual phone."""
     from harness import suite
 
-    if suite.attached_devices():
-        pytest.skip("a phone is attached to this machine")
-    result = _pytest("-m", "device", "--virtual-phone", "never", "-rs", tmp_path=tmp_path)
+    try:
+        assert suite.attached_devices() == []  # starts the private server, if adb is installed
+        result = _pytest("-m", "device", "--virtual-phone", "never", "-rs", tmp_path=tmp_path)
+    finally:
+        if shutil.which("adb"):
+            subprocess.run(["adb", "kill-server"], capture_output=True, timeout=30)  # the private one
     assert result.returncode == 0, result.stdout[-3000:]
     assert "36 skipped" in result.stdout
     skip_lines = _skip_lines(result.stdout)
