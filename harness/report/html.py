@@ -338,6 +338,35 @@ def _comparison_table(comparisons: Sequence[Mapping[str, Any]], subject: str, re
     return _table(headers, rows, left=2)
 
 
+def _direct_table(comparisons: Sequence[Mapping[str, Any]]) -> str:
+    """Direct attacks on the deployed model against transferred PNGs, on the same samples."""
+    if not comparisons:
+        return ""
+    rows = []
+    for c in comparisons:
+        ref = c.get("reference_id")
+        rows.append([
+            _link(c["config_id"]), escape(format_pct(c["success_rate"])),
+            _link(ref, f"{ATTACK_NAMES.get(c['reference_attack'], c['reference_attack'])}: "
+                       f"{format_pct(c['reference_success_rate'])}") if ref else "no transfer attack in this run",
+            escape(format_pp(c["difference"])) if c.get("difference") is not None else "n/a",
+            str(c["n_paired"]), _num(c["b"]), _num(c["c"]), escape(format_p(c["p_value"])),
+            escape(format_p(c.get("p_value_bh"))),
+            _num(c.get("queries_median"), 0), _num(c.get("seconds_per_sample"), 3),
+            _num(c.get("l2_median"), 3), _num(c.get("linf_median"), 4),
+        ])
+    return ('<h2 id="direct-vs-transfer">Direct vs transferred</h2>'
+            '<p class="small">Attacks run against the deployed model itself (each query rounded to the uint8 '
+            "image an app receives, sent to the runtime on its platform) against the PNGs generated on the PC "
+            "model and transferred, on the same deployment and the same sample ids. The reference is the "
+            "transfer attack of the same name, else the strongest transfer attack of the run. b = samples only "
+            "the direct attack fooled, c = samples only the transferred images fooled; McNemar's exact test, BH "
+            "over this table. Success of a direct attack is checked by one last query of the final uint8 image; "
+            "queries and distances (L2, L-inf on the [0, 1] scale) are medians per sample.</p>"
+            + _table(["configuration", "direct success", "transferred (same samples)", "change", "paired n", "b",
+                      "c", "McNemar p", "BH p", "queries", "s / sample", "L2", "L-inf"], rows, left=3))
+
+
 def _ci_text(rec: Mapping[str, Any]) -> str:
     lo, hi = rec["success_rate_ci"]
     return f'<span class="small">[{100 * lo:.1f}, {100 * hi:.1f}]</span>'
@@ -405,6 +434,7 @@ def render_html(records: Sequence[Mapping[str, Any]], statistics: Mapping[str, A
     plat = statistics.get("platform_comparisons") or []
     title = f"On-device robustness report {run_info.get('run', '')}".strip()
     host_vs_arm = _host_vs_arm_table(records)
+    direct = _direct_table(statistics.get("direct_comparisons") or [])
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
@@ -412,6 +442,7 @@ def render_html(records: Sequence[Mapping[str, Any]], statistics: Mapping[str, A
         '<p class="small">Contents: <a href="#answers">answers</a> \u00b7 <a href="#figures">figures</a> \u00b7 '
         '<a href="#inference-time">inference time</a> \u00b7 <a href="#generation-time">generation time</a> '
         '\u00b7 ' + ('<a href="#host-vs-arm">host vs ARM</a> \u00b7 ' if host_vs_arm else '') +
+        ('<a href="#direct-vs-transfer">direct vs transferred</a> \u00b7 ' if direct else '') +
         '<a href="#quantization-effect">quantization effect</a> \u00b7 <a href="#pc-vs-mobile">PC vs '
         'mobile</a> \u00b7 <a href="#results">all configurations</a> \u00b7 <a href="#methods">methods</a></p>',
         _errors(run_info),
@@ -421,6 +452,7 @@ def render_html(records: Sequence[Mapping[str, Any]], statistics: Mapping[str, A
         _inference_tables(records),
         host_vs_arm,
         _generation_table(records),
+        direct,
         '<h2 id="quantization-effect">Quantization effect</h2>'
         '<p class="small">int8 vs float on the same platform and the same adversarial PNGs; b = samples only '
         "the int8 model misclassifies, c = samples only the float model misclassifies; McNemar's exact test; "

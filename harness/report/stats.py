@@ -309,6 +309,60 @@ def compare_quantization(records: Iterable[Mapping[str, Any]], baseline: str = "
     return out
 
 
+DIRECT_PREFIX = "direct_"
+
+
+def is_direct(record: Mapping[str, Any]) -> bool:
+    """A record of an attack run against the deployed model itself (queries to its runtime),
+    not of PNGs generated on the PC model and transferred."""
+    return str(record.get("attack", "")).startswith(DIRECT_PREFIX)
+
+
+def _deployment(record: Mapping[str, Any]) -> tuple:
+    return (record["framework"], record["model"], record["quantization"], record["platform"], record.get("runtime"))
+
+
+def compare_direct(records: Iterable[Mapping[str, Any]]) -> list[dict]:
+    """Each direct-attack configuration against transfer on the same deployment and samples.
+
+    The reference is the transfer attack of the same name when the run has it (direct
+    Boundary against transferred Boundary), else the transfer attack that fooled this
+    deployment most often. ``b`` counts samples only the direct attack fooled, ``c``
+    samples only the transferred images fooled; McNemar's exact test, BH within the family.
+    """
+    records = list(records)
+    transfer: dict[tuple, list] = {}
+    for rec in records:
+        if not is_direct(rec):
+            transfer.setdefault(_deployment(rec), []).append(rec)
+    out = []
+    for rec in records:
+        if not is_direct(rec):
+            continue
+        base = str(rec["attack"])[len(DIRECT_PREFIX):]
+        candidates = transfer.get(_deployment(rec), [])
+        same = [r for r in candidates if r["attack"] == base]
+        reference = same[0] if same else max(candidates, key=lambda r: paired_rates(rec, r)[1], default=None)
+        facts = rec.get("direct") or {}
+        row = {"config_id": rec.get("config_id") or config_id(rec), "attack": base,
+               "success_rate": success_rate(rec),
+               "queries_median": facts.get("queries_median"), "seconds_per_sample": facts.get("seconds_per_sample"),
+               "l2_median": facts.get("l2_median"), "linf_median": facts.get("linf_median"),
+               "reference_id": None, "reference_attack": None, "reference_success_rate": None,
+               "difference": None, "n_paired": 0, "b": None, "c": None, "p_value": None}
+        if reference is not None:
+            res = mcnemar_records(rec, reference)
+            rate, ref_rate = paired_rates(rec, reference)
+            row.update(reference_id=reference.get("config_id") or config_id(reference),
+                       reference_attack=reference["attack"], success_rate=rate, reference_success_rate=ref_rate,
+                       difference=rate - ref_rate, n_paired=res.n if res else 0,
+                       b=res.b if res else None, c=res.c if res else None, p_value=res.p_value if res else None)
+        out.append(row)
+    for c, p in zip(out, _bh([c["p_value"] for c in out])):
+        c["p_value_bh"] = p
+    return out
+
+
 # ----------------------------------------------------------------------------- across configurations
 def paired_summary(pairs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
                    x_label: str, y_label: str, alpha: float = ALPHA) -> dict:
@@ -434,6 +488,7 @@ def compute_statistics(records: Iterable[Mapping[str, Any]], alpha: float = ALPH
     """Everything statistics.json holds: intervals, per-configuration tests, RQ1-RQ3 and answers."""
     recs = validate_records(records)
     platforms = [p for p in axis_values(recs, "platform") if p != "pc"]
+    transferred = [r for r in recs if not is_direct(r)]
     result = {
         "alpha": alpha,
         "confidence": CONFIDENCE,
@@ -446,6 +501,8 @@ def compute_statistics(records: Iterable[Mapping[str, Any]], alpha: float = ALPH
             "vargha_delaney_a": "A(x, y) = P(X > Y) + 0.5 P(X = Y) over all pairs = Mann-Whitney U1 / (n m) "
                                 "(comparable with the paper's 0.608); a_matched = share of matched pairs "
                                 "with x > y (ties half); magnitude on max(A, 1 - A): 0.56 / 0.64 / 0.71",
+            "direct": "direct attack (queries to the deployed runtime, each query rounded to uint8) against "
+                      "transferred PNGs on the same deployment and sample ids: McNemar exact, BH within the family",
             "direction": "x - y in success rate; A > 0.5: x tends to the higher success rate (less robust)",
         },
         "intervals": {
@@ -453,11 +510,14 @@ def compute_statistics(records: Iterable[Mapping[str, Any]], alpha: float = ALPH
                              "low": r["success_rate_ci"][0], "high": r["success_rate_ci"][1]}
             for r in recs
         },
-        "platform_comparisons": compare_platforms(recs),
-        "quantization_comparisons": compare_quantization(recs),
-        "rq1": {p: rq1_summary(recs, p, alpha) for p in platforms},
-        "rq2": {p: rq2_summary(recs, p, alpha) for p in platforms},
-        "rq3": {p: rq3_summary(recs, p, alpha) for p in platforms},
+        # Transferred PNGs only: a direct attack crafts different images for every deployment.
+        "platform_comparisons": compare_platforms([r for r in recs if not is_direct(r)]),
+        "quantization_comparisons": compare_quantization([r for r in recs if not is_direct(r)]),
+        "direct_comparisons": compare_direct(recs),
+        # The paper's questions are about transferred PNGs; direct attacks have their own table.
+        "rq1": {p: rq1_summary(transferred, p, alpha) for p in platforms},
+        "rq2": {p: rq2_summary(transferred, p, alpha) for p in platforms},
+        "rq3": {p: rq3_summary(transferred, p, alpha) for p in platforms},
     }
     result["answers"] = answer_questions(result)
     return result
