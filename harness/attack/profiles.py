@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -99,11 +98,6 @@ class _Checker:
     def integer(self, key: str, value, minimum: int) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
             raise self.fail(key, "a positive integer" if minimum == 1 else "a non-negative integer", value)
-        return value
-
-    def number(self, key: str, value, low: float, high: float = math.inf, expected: str = "a positive number") -> float:
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not low < value <= high:
-            raise self.fail(key, expected, value)
         return value
 
     def table(self, key: str, value) -> dict:
