@@ -258,10 +258,6 @@ class Study:
             backend.run(requests)  # failures are remembered and raised by the case that needs them
         self._prefetched.update(c.id for c in wanted)
 
-    def matrix(self, platforms=PLATFORMS) -> list[Configuration]:
-        """This study's configurations on ``platforms``: its profile's attacks."""
-        return matrix(platforms, self.profile.attack_names)
-
     def evaluate(self, config: Configuration) -> dict:
         f, n, a, q, p = config.framework, config.model, config.attack, config.quantization, config.platform
         adv = self.adversarial_set(f, n, a)
