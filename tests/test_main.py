@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.attack.profiles import load_profile
 from harness.study import matrix
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,7 +31,7 @@ def test_main_job_runs_the_pc_study_and_writes_the_report(tmp_path):
     result = run_main("--platforms", "pc", "--report-dir", str(tmp_path), timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
-    expected = [c.id for c in matrix(("pc",))]
+    expected = [c.id for c in matrix(("pc",), load_profile("default").attack_names)]
     assert len(expected) == 18
     assert f"configuration 1 of 18: {expected[0]}" in out and f"configuration 18 of 18: {expected[-1]}" in out
     header = re.search(r"^configuration\s+n\s+success\s+PC succ\.\s+clean acc\s+agr\. PC$", out, re.M)

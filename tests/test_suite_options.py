@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from harness.attack.profiles import load_profile
 from harness.metrics import gates as gating
 from harness.study import Configuration, matrix
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_ATTACKS = load_profile("default").attack_names
 
 
 def _pytest(*args: str, tmp_path: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -29,7 +31,8 @@ def _skip_lines(stdout: str) -> list[str]:
 
 
 def test_matrix_ids_are_readable_and_complete():
-    ids = [c.id for c in matrix()]
+    ids = [c.id for c in matrix(attacks=DEFAULT_ATTACKS)]
+    assert DEFAULT_ATTACKS == ("fgsm", "bim", "boundary")  # the paper's, and the committed baseline's
     assert len(ids) == len(set(ids)) == 18 + 36 + 36 + 36  # pc float; mobile, arm64, device float+int8
     assert "tensorflow-mobilenet_v2-bim-int8-mobile" in ids
     assert "pytorch-resnet50-fgsm-int8-pc" not in ids  # not a paper configuration
@@ -45,13 +48,13 @@ def test_markers_select_the_study_and_only_the_study():
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     collected = sorted(line.split("[", 1)[1].rstrip("]") for line in result.stdout.splitlines() if "::" in line)
     assert all(line.startswith("tests/test_matrix.py::") for line in result.stdout.splitlines() if "::" in line)
-    assert collected == sorted(c.id for c in matrix())
+    assert collected == sorted(c.id for c in matrix(attacks=DEFAULT_ATTACKS))
 
 
 def test_unknown_profile_is_a_usage_error(tmp_path):
     result = _pytest("--profile", "turbo", tmp_path=tmp_path)
     assert result.returncode == 4, result.stdout + result.stderr
-    assert "--profile 'turbo' is not in profiles.toml; valid: ['default', 'paper', 'smoke']" in result.stderr
+    assert "--profile 'turbo' is not in profiles.toml; valid: ['default', 'extended', 'paper', 'smoke']" in result.stderr
 
 
 def test_unknown_zoo_and_bad_numbers_are_usage_errors(tmp_path):

@@ -21,8 +21,9 @@ from typing import Callable
 import numpy as np
 
 from harness.attack import pngset
-from harness.attack.attacks import FoolboxModel, make_attack
+from harness.attack.attacks import FoolboxModel
 from harness.attack.profiles import Profile
+from harness.attack.registry import make_attack
 from harness.cache import ArtifactCache, atomic_write, cache_key, source_digest
 from harness.data.dataset import ImageDataset
 from harness.zoo.base import ZooModel

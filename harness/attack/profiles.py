@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import math
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.attack import registry
+from harness.attack.params import ParamError, check_params
+
 PROFILES_FILE = Path(__file__).resolve().parents[2] / "profiles.toml"
 # Another profiles file for the whole process (pytest, python -m harness): a team's own
 # numbers without editing the committed file, and how the tests feed in a broken one.
 PROFILES_ENV = "HARNESS_PROFILES"
-ATTACKS = ("fgsm", "bim", "boundary")
 
 
 class ProfileError(ValueError):
@@ -27,10 +28,17 @@ class Profile:
     calibration: int
     seed: int
     attack_batch_size: int
-    attacks: dict = field(default_factory=dict)  # attack name -> its parameters
+    # attack name -> its parameters (checked, defaults filled in), for the attacks this profile
+    # runs, in registry order: the matrix runs these and no others
+    attacks: dict = field(default_factory=dict)
     # How many of the samples an emulated platform (arm64 under qemu) evaluates: the first
     # N of the drawn samples (the draw is random, so they are a random subset). None: all.
     emulated_samples: int | None = None
+
+    @property
+    def attack_names(self) -> tuple[str, ...]:
+        """The attacks this profile runs, in registry (matrix) order."""
+        return tuple(self.attacks)
 
     def attack_params(self, attack: str) -> dict:
         if attack not in self.attacks:
@@ -44,12 +52,8 @@ class Profile:
                 "emulated_samples": self.emulated_samples}
 
 
-_REQUIRED = {
-    "fgsm": {"eps"},
-    "bim": {"eps", "steps", "rel_stepsize"},
-    "boundary": {"steps", "spherical_step", "source_step", "init_directions", "init_retries"},
-}
-_TOP_LEVEL = {"description", "samples", "calibration", "seed", "attack_batch_size", "emulated_samples", *ATTACKS}
+SETTINGS = ("description", "samples", "calibration", "seed", "attack_batch_size", "emulated_samples")
+_REQUIRED_SETTINGS = ("samples", "calibration", "seed", "attack_batch_size")
 
 
 def profiles_file() -> Path:
@@ -96,11 +100,6 @@ class _Checker:
             raise self.fail(key, "a positive integer" if minimum == 1 else "a non-negative integer", value)
         return value
 
-    def number(self, key: str, value, low: float, high: float = math.inf, expected: str = "a positive number") -> float:
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not low < value <= high:
-            raise self.fail(key, expected, value)
-        return value
-
     def table(self, key: str, value) -> dict:
         if not isinstance(value, dict):
             raise self.fail(key, "a table (e.g. `key = { ... }` or a [section])", value)
@@ -108,34 +107,33 @@ class _Checker:
 
 
 def _attack_params(check: _Checker, attack: str, value) -> dict:
+    """One attack's table, checked against its class's schema (harness.attack.params)."""
     params = dict(check.table(attack, value))
-    missing, unknown = _REQUIRED[attack] - set(params), set(params) - _REQUIRED[attack]
-    if missing or unknown:
-        raise ProfileError(f"{check.where}: {attack} needs exactly {sorted(_REQUIRED[attack])}; "
-                           f"missing {sorted(missing)}, unknown {sorted(unknown)}")
-    if "eps" in params:
-        check.number(f"{attack}.eps", params["eps"], 0, 1, "in (0, 1] on the [0, 1] pixel scale")
-    for key in ("steps", "init_directions"):
-        if key in params:
-            check.integer(f"{attack}.{key}", params[key], 1)
-    if "init_retries" in params:
-        check.integer(f"{attack}.init_retries", params["init_retries"], 0)
-    for key in ("rel_stepsize", "spherical_step", "source_step"):
-        if key in params:
-            check.number(f"{attack}.{key}", params[key], 0)
-    return params
+    try:
+        return check_params(attack, registry.attack_class(attack).params, params)
+    except ParamError as exc:
+        raise ProfileError(f"{check.where}: {exc}") from None
 
 
 def _parse(path: Path, name: str, body) -> Profile:
     check = _Checker(path, name)
     if not isinstance(body, dict):
         raise ProfileError(f"{path}: {name!r} must be a profile table ([{name}] with its keys), got {body!r}")
-    missing = [key for key in ("samples", "calibration", "seed", "attack_batch_size", *ATTACKS) if key not in body]
+    missing = [key for key in _REQUIRED_SETTINGS if key not in body]
     if missing:
         raise ProfileError(f"{check.where}: missing {missing[0]!r}" + (f" (and {missing[1:]})" if missing[1:] else ""))
-    unknown = sorted(set(body) - _TOP_LEVEL)
+    known = registry.names()
+    unknown = sorted(set(body) - set(SETTINGS) - set(known))
+    tables = [key for key in unknown if isinstance(body[key], dict)]
+    if tables:  # a table that is not a registered attack: most likely a typo or an unregistered one
+        raise ProfileError(f"{check.where}: unknown attack {tables[0]!r}; registered attacks are {list(known)}")
     if unknown:
-        raise ProfileError(f"{check.where}: unknown keys {unknown}; a profile has {sorted(_TOP_LEVEL)}")
+        raise ProfileError(f"{check.where}: unknown keys {unknown}; a profile has {sorted(SETTINGS)} "
+                           f"and a table per attack it runs, from {list(known)}")
+    runs = [attack for attack in known if attack in body]  # registry order: the matrix's order
+    if not runs:
+        raise ProfileError(f"{check.where}: runs no attack; give a table (e.g. `fgsm = {{ eps = 0.01 }}`) "
+                           f"for at least one of {list(known)}")
     description = body.get("description", "")
     if not isinstance(description, str):
         raise check.fail("description", "a string", description)
@@ -143,5 +141,5 @@ def _parse(path: Path, name: str, body) -> Profile:
     return Profile(name, description, check.integer("samples", body["samples"], 1),
                    check.integer("calibration", body["calibration"], 1), check.integer("seed", body["seed"], 0),
                    check.integer("attack_batch_size", body["attack_batch_size"], 1),
-                   {attack: _attack_params(check, attack, body[attack]) for attack in ATTACKS},
+                   {attack: _attack_params(check, attack, body[attack]) for attack in runs},
                    None if emulated is None else check.integer("emulated_samples", emulated, 1))

@@ -22,7 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import harness  # noqa: F401  (import guard first)
-from harness.attack.profiles import ATTACKS, load_profile
+from harness.attack.profiles import load_profile
 from harness.cache import ArtifactCache
 from harness.study import QUANTIZATIONS, Study, matrix
 from harness.zoo import registry
@@ -51,13 +51,14 @@ def run_once(profile, cache_dir: Path, label: str) -> dict:
         for q in QUANTIZATIONS:
             timed(f"convert {framework} {q}", lambda: study.conversion(framework, name, q))
     for framework, name in combos:
-        for attack in ATTACKS:
+        for attack in profile.attack_names:
             timed(f"generate {attack}", lambda: study.adversarial_set(framework, name, attack))
-    for config in matrix(("pc", "mobile")):
+    configurations = matrix(("pc", "mobile"), profile.attack_names)
+    for config in configurations:
         timed(f"infer {config.platform} {config.quantization}",
               lambda: study._adversarial_logits(config.framework, config.model, config.attack,
                                                      config.quantization, config.platform))
-    records = [timed("evaluate configurations", lambda c=c: study.evaluate(c)) for c in matrix(("pc", "mobile"))]
+    records = [timed("evaluate configurations", lambda c=c: study.evaluate(c)) for c in configurations]
     study.close()
     total = sum(stages.values())
     print(f"{label}: {total:.1f} s in all")

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
+
+from harness.attack import registry as attack_registry
 
 IDENTITY_FIELDS = ("framework", "model", "attack", "quantization", "platform")
 
@@ -49,7 +51,6 @@ RATE_TOLERANCE = 1e-4
 ORDER = {
     "framework": ("tensorflow", "pytorch"),
     "model": ("mobilenet_v2", "resnet50", "inception_v3"),
-    "attack": ("fgsm", "bim", "boundary"),
     "quantization": ("float", "int8"),
     "platform": ("pc", "mobile", "arm64", "device"),
 }
@@ -57,7 +58,25 @@ ORDER = {
 FRAMEWORK_NAMES = {"tensorflow": "TensorFlow", "pytorch": "PyTorch"}
 MOBILE_FRAMEWORK_NAMES = {"tensorflow": "TFLite", "pytorch": "PyTorch Mobile"}
 MODEL_NAMES = {"mobilenet_v2": "MobileNetV2", "resnet50": "ResNet50", "inception_v3": "InceptionV3"}
-ATTACK_NAMES = {"fgsm": "FGSM", "bim": "BIM", "boundary": "Boundary"}
+
+
+class _AttackTitles(Mapping):
+    """Attack name -> how the report writes it, read from the attack registry (each class's
+    ``title``), so a newly registered attack is named without editing the report."""
+
+    def __getitem__(self, name: str) -> str:
+        if name not in attack_registry.names():
+            raise KeyError(name)
+        return attack_registry.title(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(attack_registry.names())
+
+    def __len__(self) -> int:
+        return len(attack_registry.names())
+
+
+ATTACK_NAMES: Mapping[str, str] = _AttackTitles()
 PLATFORM_NAMES = {"pc": "PC", "mobile": "mobile (host runtime)", "arm64": "arm64 (ARM build, emulated)",
                   "device": "device"}
 
@@ -82,7 +101,7 @@ def axis_values(records: Iterable[Mapping[str, Any]], axis: str) -> list[str]:
 
 
 def _order_key(axis: str, value: str) -> tuple:
-    known = ORDER.get(axis, ())
+    known = attack_registry.names() if axis == "attack" else ORDER.get(axis, ())  # attacks: registry order
     return (known.index(value), "") if value in known else (len(known), str(value))
 
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.attack import profiles
+from harness.attack import profiles, registry
 from harness.attack.profiles import ProfileError, load_profile
 
 
@@ -58,7 +58,7 @@ def test_good_file_loads_and_unknown_names_are_refused(tmp_path):
 def test_missing_or_unknown_keys_and_bad_toml(tmp_path):
     with pytest.raises(ProfileError, match="missing 'seed'"):
         profiles.load_profiles(_write(tmp_path, GOOD.replace("EPS", "0.1").replace("seed = 0\n", "")))
-    with pytest.raises(ProfileError, match=r"bim needs exactly .* unknown \['stepz'\]"):
+    with pytest.raises(ProfileError, match=r"bim has unknown keys \['stepz'\]; it takes \['eps', 'steps', 'rel_stepsize'\]"):
         profiles.load_profiles(_write(tmp_path, GOOD.replace("EPS", "0.1").replace("steps = 2,", "stepz = 2,")))
     with pytest.raises(ProfileError, match="not valid TOML"):
         profiles.load_profiles(_write(tmp_path, "[p\nsamples = "))
@@ -92,6 +92,80 @@ def test_malformed_values_name_the_file_profile_key_and_expectation(tmp_path, ol
     assert f"{path} [p]: {message}" in str(caught.value)
 
 
+NEW = {
+    "pgd": "pgd = { eps = 0.1, steps = 3, rel_stepsize = 0.25, random_start = true }",
+    "deepfool": "deepfool = { eps = 0.1, steps = 5, candidates = 4, overshoot = 0.02, loss = \"logits\" }",
+    "cw": "cw = { eps = 1.0, binary_search_steps = 2, steps = 5, confidence = 0 }",
+    "hsj": "hsj = { steps = 2, constraint = \"linf\", init_directions = 5, init_retries = 1 }",
+}
+WITH_NEW = VALID + "\n".join(NEW.values()) + "\n"
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("random_start = true", "random_start = 1", "pgd.random_start must be true or false, got 1"),
+    ('constraint = "linf"', 'constraint = "l1"', "hsj.constraint must be one of ['l2', 'linf'], got 'l1'"),
+    ('loss = "logits"', 'loss = "hinge"', "deepfool.loss must be one of ['logits', 'crossentropy'], got 'hinge'"),
+    ("candidates = 4", "candidates = 1", "deepfool.candidates must be an integer >= 2, got 1"),
+    ("overshoot = 0.02", "overshoot = -0.5", "deepfool.overshoot must be a non-negative number, got -0.5"),
+    ("cw = { eps = 1.0,", "cw = { eps = inf,", "cw.eps must be a positive L2 distance on the [0, 1] pixel scale, got inf"),
+    ("cw = { eps = 1.0,", "cw = { eps = nan,", "cw.eps must be a positive L2 distance on the [0, 1] pixel scale, got nan"),
+    ("cw = { eps = 1.0,", "cw = {", "cw is missing ['eps']: eps: a positive L2 distance on the [0, 1] pixel scale"),
+    ("confidence = 0", "confidence = -1", "cw.confidence must be a non-negative number, got -1"),
+    ("steps = 2, constraint", "steps = 2.0, constraint", "hsj.steps must be a positive integer, got 2.0"),
+    ('constraint = "linf",', 'constraint = "linf", gama = 1,', "hsj has unknown keys ['gama']; it takes ['steps' (default 64),"),
+    ("pgd = { eps = 0.1,", "pgd = { eps = 2,", "pgd.eps must be in (0, 1] on the [0, 1] pixel scale, got 2"),
+    ("pgd = {", "pdg = {", "unknown attack 'pdg'; registered attacks are ['fgsm', 'bim', 'boundary', 'pgd', "),
+    (NEW["hsj"], "hsj = 3", "hsj must be a table"),
+])
+def test_bad_attack_parameters_name_the_file_profile_attack_key_and_expectation(tmp_path, old, new, message):
+    assert old in WITH_NEW
+    path = _write(tmp_path, WITH_NEW.replace(old, new, 1))
+    with pytest.raises(ProfileError) as caught:
+        profiles.load_profiles(path)
+    assert f"{path} [p]: {message}" in str(caught.value)
+
+
+def test_a_profile_runs_the_attacks_it_has_tables_for_in_registry_order(tmp_path):
+    body = GOOD.split("fgsm =")[0]  # the settings, no attack
+    path = _write(tmp_path, body + NEW["hsj"] + "\n" + NEW["pgd"] + "\nfgsm = { eps = 0.1 }\n")
+    profile = profiles.load_profile("p", path)
+    assert profile.attack_names == ("fgsm", "pgd", "hsj")  # registry order, not the file's
+    # defaults filled in and recorded: what ran is what the cache key and the fingerprint say
+    assert profile.attack_params("hsj") == {"steps": 2, "constraint": "linf", "init_directions": 5, "init_retries": 1,
+                                            "initial_gradient_eval_steps": 100, "max_gradient_eval_steps": 10000,
+                                            "gamma": 1.0, "stepsize_search": "geometric_progression"}
+    with pytest.raises(ProfileError, match=r"profile 'p' has no attack 'bim'; it has \['fgsm', 'hsj', 'pgd'\]"):
+        profile.attack_params("bim")
+    none = _write(tmp_path, body)
+    with pytest.raises(ProfileError, match=rf"{none} \[p\]: runs no attack; give a table .* for at least one of "
+                                           r"\['fgsm', 'bim', 'boundary', 'pgd', 'deepfool', 'cw', 'hsj'\]"):
+        profiles.load_profiles(none)
+
+
+def test_committed_profiles_keep_their_attacks_and_extended_adds_the_new_four():
+    loaded = profiles.load_profiles()
+    for name in ("paper", "default", "smoke"):
+        assert loaded[name].attack_names == ("fgsm", "bim", "boundary")
+    extended, default = loaded["extended"], loaded["default"]
+    assert extended.attack_names == ("fgsm", "bim", "boundary", "pgd", "deepfool", "cw", "hsj")
+    assert {a: extended.attack_params(a) for a in default.attack_names} == default.attacks
+    assert (extended.samples, extended.seed, extended.calibration) == (default.samples, default.seed, default.calibration)
+
+
+def test_the_default_profile_still_matches_the_committed_baselines_fingerprint():
+    import json
+    from pathlib import Path
+
+    from harness.metrics.gates import compare_fingerprints
+    from harness.study import Study
+
+    baseline = json.loads((Path(profiles.PROFILES_FILE).parent / "thresholds" / "mini-default.json").read_text())
+    default = load_profile("default")
+    run = Study.fingerprint_of(default, default.samples)
+    assert run["attacks"] == baseline["fingerprint"]["attacks"]
+    assert compare_fingerprints(baseline["fingerprint"], run) == ([], [])
+
+
 def test_a_top_level_value_that_is_not_a_profile_table_is_refused(tmp_path):
     path = _write(tmp_path, "samples = 3\n" + VALID)
     with pytest.raises(ProfileError, match=r"'samples' must be a profile table \(\[samples\] with its keys\), got 3"):
@@ -119,7 +193,8 @@ TOML_VALUES = st.one_of(
                      "1979-05-27", "0x10", "1_000", "'''a'''", "{ steps = 2, steps = 3 }"]),
     st.text(max_size=10).map(lambda t: '"' + t.replace("\\", "").replace('"', "") + '"'))
 TOML_KEYS = st.sampled_from(["samples", "calibration", "seed", "attack_batch_size", "emulated_samples", "description",
-                             "fgsm", "bim", "boundary", "eps", "steps", "extra", "[p]", "[q.fgsm]"])
+                             "fgsm", "bim", "boundary", "pgd", "hsj", "cw", "eps", "steps", "extra", "[p]", "[q.fgsm]",
+                             "[p.deepfool]"])
 
 
 def _load_or_profile_error(tmp_path_factory, data: bytes):
@@ -131,7 +206,8 @@ def _load_or_profile_error(tmp_path_factory, data: bytes):
         assert str(path) in str(exc), exc
         return
     for profile in loaded.values():  # what loads is usable
-        assert profile.samples > 0 and set(profile.attacks) == set(profiles.ATTACKS)
+        assert profile.samples > 0 and profile.attacks and set(profile.attacks) <= set(registry.names())
+        assert profile.attack_names == tuple(a for a in registry.names() if a in profile.attacks)
 
 
 @settings(max_examples=50, deadline=None)

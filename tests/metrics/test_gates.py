@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from harness.metrics import gates as gating
+from harness.attack.profiles import load_profile
 from harness.study import matrix
 
 IDS = list(range(1000, 1300))
-HOST = matrix(("pc", "mobile", "arm64"))
+HOST = matrix(("pc", "mobile", "arm64"), load_profile("default").attack_names)
 
 
 def _record(cid: str, fooled, clean=None, adversarial=None, host_vs_arm=None) -> dict:
