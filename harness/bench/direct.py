@@ -152,13 +152,12 @@ def main(argv=None) -> int:
                                   load_profile("default").seed)
     rows, skipped = [], []
     for platform_name, framework, quantization in RUNTIMES:
-        if platform_name not in args.platforms:
+        if platform_name not in args.platforms or any(s["platform"] == platform_name for s in skipped):
             continue
         try:
             runtime = open_for(platform_name, framework, quantization, cache, calibration)
         except PlatformUnavailable as exc:
-            skipped.append({"platform": platform_name, "framework": framework, "quantization": quantization,
-                            "reason": str(exc).splitlines()[0]})
+            skipped.append({"platform": platform_name, "reason": str(exc).splitlines()[0]})
             continue
         with runtime:
             qps = queries_per_second(runtime, images, sorted({1, args.batch}))
@@ -171,6 +170,8 @@ def main(argv=None) -> int:
     chosen, missing = attacks(args.attacks, profile)
     costs = []
     for platform_name in args.attack_platforms:
+        if any(s["platform"] == platform_name for s in skipped):
+            continue
         try:
             runtime = open_for(platform_name, "tensorflow", "int8", cache, calibration)
         except PlatformUnavailable as exc:
