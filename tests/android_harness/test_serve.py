@@ -1,5 +1,5 @@
 """The runner's serve mode on the virtual phone: query batches streamed through one process over an
-ADB ``exec:`` socket give the host's logits bit for bit, and the process stays the same one.
+ADB ``exec:`` socket give the host's logits bit for bit, the process stays the same one, and its death is a clear error.
 
 serve.py itself is checked in this host's Python first (bad frames, an unloadable model);
 starting the phone and pushing the bundle costs about a minute, so the phone has one test."""
@@ -16,7 +16,8 @@ from android_harness.bundle import get_bundle
 from android_harness.virtual_phone import VirtualPhone, unavailable_reason
 from harness.cache import ArtifactCache
 from harness.runtime import RuntimeRequest, open_runtime
-from harness.runtime.remote import FRAME, IMAGE_HEADER, LOGIT_HEADER, RunnerBackend, RunnerRuntime
+from harness.runtime.remote import (FRAME, IMAGE_HEADER, LOGIT_HEADER, RunnerBackend, RunnerRuntime,
+                                    RunnerSessionError)
 from tests.convert import support
 
 needs_phone = pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))
@@ -103,6 +104,10 @@ def test_a_session_on_the_phone_streams_batches_through_one_process(tmp_path_fac
             assert session.pids == {session.pid} and session.batches == 3
             out, code = transport.shell_status(f"cat /proc/{session.pid}/cmdline | tr '\\0' ' '")
             assert code == 0 and "serve.py" in out  # the one process, still there
+            transport.shell(f"kill -9 {session.pid}")  # the runner dies mid-session
+            with pytest.raises(RunnerSessionError, match=r"device runner session for .*mobilenet_v2-int8\.tflite: the "
+                                                         r"runner process ended after 3 batch\(es\)"):
+                session.predict_logits(images[:8])
         with open_runtime("mobile", artifact=art, quantization=quantization) as host:
             assert np.array_equal(np.concatenate(streamed), host.predict_logits(images))
         (job,) = backend.run([runtime.request(images, batch_size=8)])  # the phone's batch runner
