@@ -28,6 +28,7 @@ put on a phone.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import posixpath
@@ -311,6 +312,39 @@ class AdbTransport:
             raise RunnerFailed(f"device {self.serial}: {what} exited with {code} without finishing its batch:\n  "
                                + "\n  ".join(log.splitlines()[-12:]))
         return status[-1]
+
+    def open_stream(self, config: dict, job=None, threads: int = 1):
+        """The runner in serve mode on the phone, through ADB's ``exec:`` service (raw bytes both
+        ways, no terminal); its stderr goes to ``serve.log`` in a run folder, read back on errors."""
+        from android_harness.channels import SERVE, SocketChannel
+        from harness.cache import file_sha256
+
+        self.ensure_bundle()
+        q = shlex.quote
+        # serve.py imports runner.py from its own folder: both go into a folder named by their digests
+        digests = [file_sha256(RUNNER), file_sha256(Path(SERVE))]
+        code_dir = f"{REMOTE_ROOT}/serve-{hashlib.sha256(''.join(digests).encode()).hexdigest()[:16]}"
+        runner_remote = self.push_file(RUNNER, digests[0], ".py")
+        serve_remote = self.push_file(Path(SERVE), digests[1], ".py")
+        self.shell(f"mkdir -p {q(code_dir)} && cp {q(runner_remote)} {q(code_dir + '/runner.py')} && "
+                   f"cp {q(serve_remote)} {q(code_dir + '/serve.py')}")
+        model = Path(config["model"])
+        remote_model = self.push_file(model, getattr(job, "model_sha256", None) or file_sha256(model), model.suffix)
+        run_dir = f"{REMOTE_ROOT}/runs/serve-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        self.shell(f"mkdir -p {q(run_dir)}")
+        command = (f"cd {q(run_dir)} && OMP_NUM_THREADS={int(threads)} exec sh {q(self.bundle_dir + '/run.sh')} "
+                   f"{q(code_dir + '/serve.py')} 2> serve.log")
+        try:
+            conn = self.device.create_connection(timeout=60)
+            conn.send(f"exec:{command}")
+        except (RuntimeError, OSError) as exc:
+            raise DeviceLost(f"device {self.serial} went away starting the runner's serve mode ({exc})") from exc
+
+        def detail() -> str:
+            out, _ = self.shell_status(f"tail -n 8 {q(run_dir + '/serve.log')}", what="reading serve.log")
+            return f"device {self.serial}, {run_dir}/serve.log: " + " | ".join(out.strip().splitlines())
+
+        return SocketChannel(conn.socket, {**config, "model": remote_model}, detail)
 
     def fetch(self, outdir: str, local: Path) -> Path:
         local.mkdir(parents=True, exist_ok=True)

@@ -138,6 +138,18 @@ class QemuTransport:
     def fetch(self, outdir: Path, local: Path) -> Path:
         return Path(outdir)
 
+    def open_stream(self, config: dict, job=None, threads: int = 1):
+        """The runner in serve mode under qemu, its stdin/stdout as a channel (one process for
+        every batch of a session; qemu sees this host's files, so the model stays where it is)."""
+        from android_harness.channels import SERVE, ProcessChannel
+
+        tmp = tempfile.mkdtemp(prefix="serve-tmp-")
+        env = {"PATH": "/usr/bin:/bin", **self.bundle.environment(tmp=tmp, threads=threads)}
+        argv = [self.qemu.path, "-cpu", self.cpu, *self.bundle.python_argv(), SERVE]
+        channel = ProcessChannel(argv, env, config)
+        channel.tmp = tmp
+        return channel
+
     def run(self, jobfile: Path, outdir: Path, threads: int = 1, timeout: float = 3600.0) -> str:
         """Run the runner on ``jobfile`` into ``outdir``; returns the status line.
 

@@ -25,8 +25,10 @@ import hashlib
 import json
 import os
 import shutil
+import struct
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -46,6 +48,11 @@ from harness.runtime.base import (
 RUNNER_PATH = Path(__file__).resolve().parents[2] / "android_harness" / "runner.py"
 FAMILIES = {"tflite": "litert", "ptl": "torch"}
 KIND = "runner-logits"
+# Serve mode's frames (android_harness/serve.py): tag + uint32 length; IMGS: n, h, w, c;
+# LOGT: n, classes, pid, batch number, inference seconds.
+FRAME = struct.Struct("<4sI")
+IMAGE_HEADER = struct.Struct("<IIII")
+LOGIT_HEADER = struct.Struct("<IIIId")
 # Relative cost per image under qemu (measured on the mini zoo: float convolutions are
 # emulated in software, int8 ones are integer code), only to balance runner processes.
 RELATIVE_COST = {("litert", "float"): 14.0, ("litert", "int8"): 1.0, ("torch", "float"): 44.0, ("torch", "int8"): 1.4}
@@ -53,6 +60,11 @@ RELATIVE_COST = {("litert", "float"): 14.0, ("litert", "int8"): 1.0, ("torch", "
 
 class RemoteJobError(RuntimeFailure):
     """The runner ran the job and it failed (the message is the runner's, with the model file)."""
+
+
+class RunnerSessionError(RemoteJobError):
+    """A streaming runner session that could not start, failed a batch, or whose process died;
+    the message names the platform and the model file."""
 
 
 def pixel_digest(images: np.ndarray) -> str:
@@ -301,6 +313,124 @@ class RunnerRuntime(Runtime):
     def describe(self) -> dict:
         return {**super().describe(), "transport": self.backend.transport.facts()}
 
+    def open_session(self, log: Callable[[str], None] | None = None, timeout: float = 600.0) -> "SessionRuntime":
+        """A runner process kept alive for many query batches (:class:`SessionRuntime`; close it)."""
+        return SessionRuntime(self, log=log, timeout=timeout)
+
+
+# -- streaming sessions: one runner process answering many query batches --------------------------
+class SessionRuntime(Runtime):
+    """``runtime``'s model file loaded once in a runner process in serve mode
+    (``android_harness/serve.py``), on the runtime's transport; every ``predict_logits``
+    streams its batch over the process's stdin/stdout. Not cached: a direct attack's queries
+    depend on the answers before them, and the attack's result is what gets cached."""
+
+    def __init__(self, runtime: RunnerRuntime, log: Callable[[str], None] | None = None, timeout: float = 600.0):
+        request = RuntimeRequest(runtime.platform, runtime.spec, runtime.quantization, runtime.threads)
+        super().__init__(request, runtime.model_path)
+        self.runner_runtime = runtime
+        self.backend = runtime.backend
+        self.resolver, self.engine = runtime.resolver, runtime.engine
+        self.model_sha256 = runtime.model_sha256
+        self.timeout = timeout
+        self.default_batch_size = 1 << 30  # one frame per call unless asked
+        job = runtime.request(np.zeros((0, runtime.spec.input_size, runtime.spec.input_size, 3), np.uint8))
+        config = {"model": str(job.model_file), "format": job.format, "quantization": job.quantization,
+                  "threads": job.threads, "resolver": job.resolver, "engine": job.engine,
+                  "preprocess": job.preprocess, "num_classes": job.num_classes}
+        log = log or self.backend.log
+        transport = self.backend.transport
+        self.what = f"{self.platform} runner session for {self.model_path}"
+        start = time.perf_counter()
+        try:
+            self.channel = transport.open_stream(config, job, threads=job.threads)
+        except RemoteJobError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (the transport broke: say where)
+            raise RunnerSessionError(f"{self.what}: could not start the runner ({exc})") from exc
+        self.batches = 0
+        self.pids: set[int] = set()
+        try:
+            self._send(b"CONF", json.dumps(self.channel.config).encode())
+            tag, payload = self._receive()
+            if tag == b"FAIL":
+                raise RunnerSessionError(f"{self.what}: the runner could not load the model "
+                                         f"({json.loads(payload)['error']})")
+            if tag != b"REDY":
+                raise RunnerSessionError(f"{self.what}: expected REDY from the runner, got {tag!r}")
+        except BaseException:
+            self.channel.close()
+            raise
+        self.ready = json.loads(payload)
+        self.pid = int(self.ready["pid"])
+        self.load_seconds = self.ready["load_seconds"]
+        log(f"{self.platform}: runner session for {Path(self.model_path).name} ready in "
+            f"{time.perf_counter() - start:.1f} s ({transport.describe()}, pid {self.pid})")
+
+    # -- frames ----------------------------------------------------------------------------
+    def _dead(self, exc: BaseException | None = None) -> RunnerSessionError:
+        detail = self.channel.detail()
+        return RunnerSessionError(f"{self.what}: the runner process ended after {self.batches} batch(es)"
+                                  + (f" ({type(exc).__name__}: {exc})" if exc else "") + (f"; {detail}" if detail else ""))
+
+    def _send(self, tag: bytes, payload: bytes) -> None:
+        try:
+            self.channel.write(FRAME.pack(tag, len(payload)) + payload)
+        except (OSError, ValueError) as exc:  # broken pipe, closed socket
+            raise self._dead(exc) from exc
+
+    def _receive(self) -> tuple[bytes, bytes]:
+        try:
+            tag, size = FRAME.unpack(self.channel.read(FRAME.size, self.timeout))
+            return tag, self.channel.read(size, self.timeout) if size else b""
+        except TimeoutError as exc:
+            self.channel.close()
+            raise RunnerSessionError(f"{self.what}: no answer within {self.timeout:.0f} s; process stopped") from exc
+        except (EOFError, OSError) as exc:
+            raise self._dead(exc) from exc
+
+    def predict_logits(self, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        images = np.ascontiguousarray(self.check_images(images))
+        batch_size = batch_size or self.default_batch_size
+        outputs = []
+        for first in range(0, len(images), batch_size):
+            chunk = images[first:first + batch_size]
+            self._send(b"IMGS", IMAGE_HEADER.pack(*chunk.shape) + chunk.tobytes())
+            tag, payload = self._receive()
+            if tag == b"FAIL":
+                raise RunnerSessionError(f"{self.what}: batch {self.batches} failed ({json.loads(payload)['error']})")
+            if tag != b"LOGT":
+                raise RunnerSessionError(f"{self.what}: expected LOGT from the runner, got {tag!r}")
+            n, k, pid, _, seconds = LOGIT_HEADER.unpack_from(payload)
+            logits = np.frombuffer(payload[LOGIT_HEADER.size:], "<f4").astype(np.float32)
+            if n != len(chunk) or k != self.spec.num_classes or logits.size != n * k:
+                raise RunnerSessionError(f"{self.what}: runner logits ({n}, {k}) for {len(chunk)} images, expected "
+                                         f"{self.spec.num_classes} classes")
+            self.pids.add(pid)
+            self.batches += 1
+            self.inference_seconds = getattr(self, "inference_seconds", 0.0) + seconds
+            outputs.append(check_finite(logits.reshape(n, k), self.where))
+        if not outputs:
+            return np.zeros((0, self.spec.num_classes), np.float32)
+        return np.concatenate(outputs)
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:  # predict_logits is overridden whole
+        raise NotImplementedError
+
+    def close(self) -> None:
+        channel = getattr(self, "channel", None)
+        if channel is None:
+            return
+        try:
+            self.channel.write(FRAME.pack(b"STOP", 0))
+        except (OSError, ValueError):
+            pass
+        channel.close()
+        self.channel = None  # type: ignore[assignment]
+
+    def describe(self) -> dict:
+        return {**self.runner_runtime.describe(), "session_pid": self.pid, "session_batches": self.batches}
+
 
 def job_timing(result: JobResult) -> dict:
     """The runner's own timing of a job, for records (recorded when the logits were measured)."""
@@ -309,4 +439,5 @@ def job_timing(result: JobResult) -> dict:
             "load_seconds": job["load_seconds"], "recorded": True, "from_cache": result.cached}
 
 
-__all__ = ["JobRequest", "JobResult", "RemoteJobError", "RunnerBackend", "RunnerRuntime", "job_timing", "pixel_digest"]
+__all__ = ["JobRequest", "JobResult", "RemoteJobError", "RunnerBackend", "RunnerRuntime", "RunnerSessionError",
+           "SessionRuntime", "job_timing", "pixel_digest"]
