@@ -24,7 +24,7 @@ import numpy as np
 from harness.attack.generate import generate_set
 from harness.attack.pngset import AdversarialSet
 from harness.attack import registry as attack_registry
-from harness.attack.profiles import Profile
+from harness.attack.profiles import DIRECT_PREFIX, Profile
 from harness.cache import ArtifactCache
 from harness.data import samples, sources
 from harness.data.dataset import ImageDataset
@@ -73,15 +73,22 @@ def matrix(platforms=PLATFORMS, attacks=None) -> list[Configuration]:
     known = attack_registry.names()
     if attacks is None:
         attacks = known
-    unknown = [a for a in attacks if a not in known]
+    direct = [a[len(DIRECT_PREFIX):] for a in attacks if a.startswith(DIRECT_PREFIX)]
+    unknown = [a for a in [a for a in attacks if not a.startswith(DIRECT_PREFIX)] + direct if a not in known]
     if unknown:
         raise attack_registry.UnknownAttack(f"unknown attack {unknown[0]!r}; registered attacks are {list(known)}")
-    attacks = [a for a in known if a in set(attacks)]
+    # Registry order, transfer attacks first; a direct attack queries a deployed model, so it has no pc case.
+    attacks = [a for a in known if a in set(attacks)] + [DIRECT_PREFIX + a for a in known if a in set(direct)]
     return [
         Configuration(f, m, a, q, p)
         for p in platforms for f in FRAMEWORKS for m in MODELS for a in attacks for q in QUANTIZATIONS
-        if not (p == "pc" and q == "int8")
+        if not (p == "pc" and (q == "int8" or is_direct(a)))
     ]
+
+
+def is_direct(attack: str) -> bool:
+    """A case of an attack run against the deployed model itself, not of transferred PNGs."""
+    return attack.startswith(DIRECT_PREFIX)
 
 
 class Study:
@@ -193,12 +200,19 @@ class Study:
                                                    threads=self.threads, **options)
         return self._runtimes[key]
 
-    def rows(self, platform: str) -> slice:
+    def rows(self, platform: str, attack: str | None = None) -> slice:
         """Which of the samples ``platform`` evaluates: all, or the first ``emulated_samples``
-        of the draw on an emulated platform (the draw is random, so they are a random subset)."""
+        of the draw on an emulated platform (the draw is random, so they are a random subset);
+        a direct attack stops at the profile's ``direct.samples`` as well."""
+        limits = []
         if self.profile.emulated_samples and self.emulated(platform):
-            return slice(0, min(self.profile.emulated_samples, self.n_samples))
-        return slice(None)
+            limits.append(self.profile.emulated_samples)
+        if attack is not None and is_direct(attack):
+            if self.profile.direct_samples:
+                limits.append(self.profile.direct_samples)
+            if self.profile.direct_emulated_samples and self.emulated(platform):
+                limits.append(self.profile.direct_emulated_samples)
+        return slice(0, min(min(limits), self.n_samples)) if limits else slice(None)
 
     def emulated(self, platform: str) -> bool:
         """arm64 always; a device when it says it is one (the virtual phone: ro.kernel.qemu=1)."""
@@ -244,7 +258,9 @@ class Study:
         follow find them there. Configurations already measured are skipped."""
         from harness.runtime.remote import RunnerRuntime
 
-        wanted = [c for c in configurations if c.platform in RUNNER_PLATFORMS and c.id not in self._prefetched]
+        # Direct attacks query their runtime through a streaming session of their own.
+        wanted = [c for c in configurations if c.platform in RUNNER_PLATFORMS and c.id not in self._prefetched
+                  and not is_direct(c.attack)]
         by_backend: dict = {}
         for c in wanted:
             runtime = self.runtime(c.framework, c.model, c.quantization, c.platform)
@@ -258,7 +274,96 @@ class Study:
             backend.run(requests)  # failures are remembered and raised by the case that needs them
         self._prefetched.update(c.id for c in wanted)
 
+    @functools.cache
+    def direct_result(self, framework: str, name: str, attack: str, quantization: str, platform: str):
+        """The direct attack ``attack`` (``direct_<name>``) run against this deployment on its
+        platform, on the same samples the transferred PNGs hold (cached as an artefact)."""
+        from harness.attack.direct import direct_attack  # noqa: F401  (imported here: it pulls in Foolbox)
+
+        samples = self.evaluation(framework, name)
+        rows = self.rows(platform, attack)
+        if rows != slice(None):
+            samples = samples.select(samples.ids[rows])
+        runtime = self.runtime(framework, name, quantization, platform)
+        return direct_attack(runtime, samples, attack[len(DIRECT_PREFIX):], self.profile.attack_params(attack),
+                             self.profile.seed, self.cache, self.log)
+
+    def _evaluate_direct(self, config: Configuration) -> dict:
+        """A direct attack's record: the deployed model's own outcomes, with what the attack cost
+        (queries, seconds, distances) and the PC model's answers on the same images."""
+        from harness.attack.direct import attack_versions
+
+        f, n, a, q, p = config.framework, config.model, config.attack, config.quantization, config.platform
+        result = self.direct_result(f, n, a, q, p)
+        rows = self.rows(p, a)
+        evaluation = self.evaluation(f, n)
+        if not np.array_equal(result.ids, evaluation.ids[rows]):
+            raise RuntimeError(f"{result.path}: the direct attack's samples are not the evaluation samples in order")
+        clean = self._clean(f, n, q, p)
+        clean_rows = slice(0, len(result.ids))  # _clean covers rows(p), a prefix that holds these
+        pc_clean = self._clean(f, n, "float", "pc").predictions[rows]
+        pc = self.runtime(f, n, "float", "pc")
+        pc_predictions = check_finite(pc.predict_logits(result.adversarials), f"{pc.where} on {result.path}").argmax(axis=1)
+        runtime = self.runtime(f, n, q, p)
+        model = self.model(f, n)
+        success = result.success
+        totals = result.totals
+        ok = success.astype(bool)
+        record = {
+            "configuration": config.id,
+            "framework": f, "model": n, "attack": a, "quantization": q, "platform": p,
+            "zoo": self.zoo, "profile": self.profile.name,
+            "n_samples": int(len(result.ids)),
+            "success_rate": float(success.mean()),
+            "success_rate_before_rounding": None,  # every query is already a uint8 image
+            "success_rate_after_rounding_pc": None,
+            "pc_success_rate": float((pc_predictions != result.labels).mean()),
+            "pc_gap": float(abs(success.mean() - (pc_predictions != result.labels).mean())),
+            "clean_accuracy": float((clean.predictions[clean_rows] == result.labels).mean()),
+            "agreement_with_pc": float((clean.predictions[clean_rows] == pc_clean).mean()),
+            "adversarial_agreement_with_pc": float((result.predictions == pc_predictions).mean()),
+            "max_abs_logit_diff": clean.max_abs_logit_diff,
+            "model_bytes": clean.file_size_bytes if clean.file_size_bytes is not None else _weights_bytes(model),
+            "load_seconds": runtime.load_seconds,
+            "inference_seconds": float(totals["query_seconds"]),
+            "inference_seconds_per_image": float(totals["query_seconds"]) / max(1, int(totals["queries"])),
+            "clean_inference_seconds": clean.inference_seconds,
+            "generation_seconds": float(totals["seconds"]),
+            "boundary_init_failed": 0,
+            "threads": runtime.threads, "resolver": runtime.resolver, "engine": runtime.engine,
+            "weights_sha256": model.weights_digest,
+            "sample_ids": [int(i) for i in result.ids],
+            "per_sample_success": [bool(s) for s in success],
+            "per_sample_clean_agreement": [bool(x) for x in clean.predictions[clean_rows] == pc_clean],
+            "per_sample_adversarial_agreement": [bool(x) for x in result.predictions == pc_predictions],
+            "adversarial_pngs": str(result.path),
+            "artifact_key": self.conversion(f, n, q).key,
+            "direct": {
+                "attack": a[len(DIRECT_PREFIX):], "params": dict(result.params), "kind": result.kind,
+                "queries": [int(x) for x in result.queries], "l2": [float(x) for x in result.l2],
+                "linf": [float(x) for x in result.linf], "seconds": [float(x) for x in result.seconds],
+                "queries_median": float(np.median(result.queries)) if len(result.queries) else None,
+                "queries_total": int(totals["queries"]),
+                "seconds_per_sample": float(totals["seconds_per_sample"]),
+                "l2_median": float(np.median(result.l2[ok])) if ok.any() else None,
+                "linf_median": float(np.median(result.linf[ok])) if ok.any() else None,
+                "pc_fooled_by_direct": float((pc_predictions != result.labels).mean()),
+                "identity": result.identity, "cached": bool(result.cached),
+            },
+        }
+        converted = self.conversion(f, n, q)
+        record["versions"] = {
+            "framework": {}, "runtime": _host_runtime_versions(converted.format),
+            "converter": dict(converted.artifact.metadata.get("versions", {})),
+            "attack": attack_versions(None),
+        }
+        record["environment"] = {"quantized_engine": runtime.engine, "litert_resolver": runtime.resolver,
+                                 "threads": runtime.threads, **_host_environment()}
+        return record
+
     def evaluate(self, config: Configuration) -> dict:
+        if is_direct(config.attack):
+            return self._evaluate_direct(config)
         f, n, a, q, p = config.framework, config.model, config.attack, config.quantization, config.platform
         adv = self.adversarial_set(f, n, a)
         rows = self.rows(p)
@@ -391,8 +496,11 @@ class Study:
 
     @staticmethod
     def fingerprint_of(profile: Profile, n_samples: int) -> dict:
-        return {"samples": {"n": n_samples, "seed": profile.seed, "emulated_samples": profile.emulated_samples},
-                "attacks": {a: profile.attack_params(a) for a in profile.attack_names}}
+        samples = {"n": n_samples, "seed": profile.seed, "emulated_samples": profile.emulated_samples}
+        if profile.direct:
+            samples["direct_samples"] = profile.direct_samples
+            samples["direct_emulated_samples"] = profile.direct_emulated_samples
+        return {"samples": samples, "attacks": {a: profile.attack_params(a) for a in profile.attack_names}}
 
     def close(self) -> None:
         for runtime in self._runtimes.values():

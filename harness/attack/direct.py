@@ -195,6 +195,7 @@ class DirectResult:
     query_seconds: np.ndarray = field(repr=False)  # of which in the runtime
     totals: dict = field(default_factory=dict)
     cached: bool = False
+    path: Path | None = None  # the cache artefact holding direct.npz and result.json
 
     def records(self) -> list[dict]:
         return [{"id": int(i), "label": int(y), "clean_prediction": int(c), "prediction": int(p),
@@ -295,9 +296,11 @@ def run_direct(attack, runtime, images: np.ndarray, labels: np.ndarray, seed: in
     artifact = cache.get_or_build(KIND, parts, build, label=label)
     shutil.rmtree(partial, ignore_errors=True)
     if artifact.built:
+        fresh["result"].path = artifact.path
         return fresh["result"]
     result = _load(artifact.path)
     result.cached = True
+    result.path = artifact.path
     return result
 
 
@@ -395,7 +398,7 @@ def direct_attack(runtime, samples, attack_name: str, params: dict, seed: int, c
     ``runtime`` on ``samples`` (an :class:`~harness.data.dataset.ImageDataset`, e.g. the
     adversarial set's samples: same ids as the transfer attacks), cached in ``cache``."""
     if make_attack is None:
-        from harness.attack.attacks import make_attack
+        from harness.attack.registry import make_attack
     attack = make_attack(attack_name, params)
     return run_direct(attack, runtime, samples.images, samples.labels, seed, ids=samples.ids, cache=cache, log=log)
 

@@ -34,13 +34,30 @@ class Profile:
     # How many of the samples an emulated platform (arm64 under qemu) evaluates: the first
     # N of the drawn samples (the draw is random, so they are a random subset). None: all.
     emulated_samples: int | None = None
+    # Attacks run against the deployed model itself (each mobile runtime on each platform,
+    # queried directly): decision- and score-based attacks only, name -> parameters, in
+    # registry order. Their matrix cases are named DIRECT_PREFIX + name.
+    direct: dict = field(default_factory=dict)
+    # How many of the drawn samples the direct attacks attack (the first N; the draw is
+    # random). None: all of them (an emulated platform still stops at emulated_samples).
+    direct_samples: int | None = None
+    # ... and how many on an emulated platform, where each query costs milliseconds to a second.
+    direct_emulated_samples: int | None = None
 
     @property
     def attack_names(self) -> tuple[str, ...]:
-        """The attacks this profile runs, in registry (matrix) order."""
+        """The attacks this profile runs, in registry (matrix) order: transfer attacks, then
+        the direct ones under their case names (``direct_boundary``)."""
+        return tuple(self.attacks) + tuple(DIRECT_PREFIX + name for name in self.direct)
+
+    @property
+    def transfer_names(self) -> tuple[str, ...]:
+        """The attacks run on the PC model whose PNGs every platform is measured on."""
         return tuple(self.attacks)
 
     def attack_params(self, attack: str) -> dict:
+        if attack.startswith(DIRECT_PREFIX) and attack[len(DIRECT_PREFIX):] in self.direct:
+            return dict(self.direct[attack[len(DIRECT_PREFIX):]])
         if attack not in self.attacks:
             raise ProfileError(f"profile {self.name!r} has no attack {attack!r}; it has {sorted(self.attacks)}")
         return dict(self.attacks[attack])
@@ -49,10 +66,15 @@ class Profile:
         return {"name": self.name, "description": self.description, "samples": self.samples,
                 "calibration": self.calibration, "seed": self.seed,
                 "attack_batch_size": self.attack_batch_size, "attacks": self.attacks,
-                "emulated_samples": self.emulated_samples}
+                "emulated_samples": self.emulated_samples,
+                **({"direct": self.direct, "direct_samples": self.direct_samples,
+                    "direct_emulated_samples": self.direct_emulated_samples} if self.direct else {})}
 
 
-SETTINGS = ("description", "samples", "calibration", "seed", "attack_batch_size", "emulated_samples")
+DIRECT_PREFIX = "direct_"
+# The kinds of attack that can query a deployed model: they need its answers, not its gradients.
+DIRECT_KINDS = ("decision", "score")
+SETTINGS = ("description", "samples", "calibration", "seed", "attack_batch_size", "emulated_samples", "direct")
 _REQUIRED_SETTINGS = ("samples", "calibration", "seed", "attack_batch_size")
 
 
@@ -106,11 +128,11 @@ class _Checker:
         return value
 
 
-def _attack_params(check: _Checker, attack: str, value) -> dict:
+def _attack_params(check: _Checker, attack: str, value, name: str | None = None) -> dict:
     """One attack's table, checked against its class's schema (harness.attack.params)."""
     params = dict(check.table(attack, value))
     try:
-        return check_params(attack, registry.attack_class(attack).params, params)
+        return check_params(attack, registry.attack_class(name or attack).params, params)
     except ParamError as exc:
         raise ProfileError(f"{check.where}: {exc}") from None
 
@@ -131,7 +153,8 @@ def _parse(path: Path, name: str, body) -> Profile:
         raise ProfileError(f"{check.where}: unknown keys {unknown}; a profile has {sorted(SETTINGS)} "
                            f"and a table per attack it runs, from {list(known)}")
     runs = [attack for attack in known if attack in body]  # registry order: the matrix's order
-    if not runs:
+    direct, direct_samples, direct_emulated = _direct(check, body.get("direct"), known)
+    if not runs and not direct:
         raise ProfileError(f"{check.where}: runs no attack; give a table (e.g. `fgsm = {{ eps = 0.01 }}`) "
                            f"for at least one of {list(known)}")
     description = body.get("description", "")
@@ -142,4 +165,33 @@ def _parse(path: Path, name: str, body) -> Profile:
                    check.integer("calibration", body["calibration"], 1), check.integer("seed", body["seed"], 0),
                    check.integer("attack_batch_size", body["attack_batch_size"], 1),
                    {attack: _attack_params(check, attack, body[attack]) for attack in runs},
-                   None if emulated is None else check.integer("emulated_samples", emulated, 1))
+                   None if emulated is None else check.integer("emulated_samples", emulated, 1),
+                   direct, direct_samples, direct_emulated)
+
+
+def _direct(check: _Checker, value, known) -> tuple[dict, int | None, int | None]:
+    """The ``direct`` table: ``samples``, ``emulated_samples`` and a table per attack to run
+    against the deployed models, each a decision- or score-based attack checked against its schema."""
+    if value is None:
+        return {}, None, None
+    body = dict(check.table("direct", value))
+    samples, emulated = body.pop("samples", None), body.pop("emulated_samples", None)
+    if samples is not None:
+        samples = check.integer("direct.samples", samples, 1)
+    if emulated is not None:
+        emulated = check.integer("direct.emulated_samples", emulated, 1)
+    unknown = sorted(set(body) - set(known))
+    if unknown:
+        raise ProfileError(f"{check.where}: direct.{unknown[0]} is not a registered attack; registered attacks "
+                           f"are {list(known)} (and direct.samples, direct.emulated_samples)")
+    wrong = [a for a in known if a in body and registry.attack_class(a).kind not in DIRECT_KINDS]
+    if wrong:
+        raise ProfileError(f"{check.where}: direct.{wrong[0]} is a {registry.attack_class(wrong[0]).kind} attack; "
+                           f"an attack on a deployed model can only query it, so direct attacks must be "
+                           f"{' or '.join(DIRECT_KINDS)}-based: "
+                           f"{[a for a in known if registry.attack_class(a).kind in DIRECT_KINDS]}")
+    attacks = {a: _attack_params(check, f"direct.{a}", body[a], a) for a in known if a in body}
+    if not attacks:
+        raise ProfileError(f"{check.where}: direct runs no attack; give a table for at least one of "
+                           f"{[a for a in known if registry.attack_class(a).kind in DIRECT_KINDS]}")
+    return attacks, samples, emulated

@@ -14,9 +14,10 @@ import re
 from harness.attack.attacks import (BIM, FGSM, KINDS, PGD, Attack, AttackError, Boundary, CarliniWagnerL2,
                                     DeepFool, HopSkipJump)
 from harness.attack.params import Param
+from harness.attack.square import Square
 
 # The built-in attacks, in matrix order. The paper's three first: the default profile's ids are these.
-BUILTIN = (FGSM, BIM, Boundary, PGD, DeepFool, CarliniWagnerL2, HopSkipJump)
+BUILTIN = (FGSM, BIM, Boundary, PGD, DeepFool, CarliniWagnerL2, HopSkipJump, Square)
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")  # an id part: no "-" (the ids' separator), no spaces
 _ATTACKS: dict[str, type[Attack]] = {}

@@ -19,16 +19,17 @@ import random
 import numpy as np
 
 from harness.attack.attacks import Attack, AttackOutput
-
-PARAMS = {"eps": float, "max_iter": int, "p_init": float, "nb_restarts": int}
+from harness.attack.params import Eps, Float, Int
 
 
 class Square(Attack):
     """ART's ``SquareAttack`` with the L-inf norm (Andriushchenko et al., 2020)."""
 
-    name = "square"
-    kind = "score"
-    params_schema = PARAMS
+    name, kind, title = "square", "score", "Square"
+    params = {"eps": Eps(),
+              "max_iter": Int("iterations; each queries every image not yet fooled once"),
+              "p_init": Float("initial fraction of the pixels a square covers (ART's default 0.8)", high=1.0),
+              "nb_restarts": Int("restarts (ART's default 1)", default=1)}
 
     def run(self, model, images01, labels, seed):
         from art.attacks.evasion import SquareAttack
