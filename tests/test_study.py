@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -63,3 +65,30 @@ def test_a_record_carries_every_field_the_report_needs(default_study):
     assert pc["clean_accuracy"] == 1.0, "evaluation samples are the ones every model gets right"
     assert pc["adversarial_agreement_with_pc"] == 1.0 and pc["pc_gap"] == 0.0
     assert record["model_bytes"] < pc["model_bytes"]
+
+
+def test_a_direct_case_records_the_deployed_models_own_answers(default_study):
+    """A direct attack's record: its outcomes are the runtime's answers on the stored images,
+    on the first ``direct.samples`` of the same samples the transferred PNGs hold."""
+    import dataclasses
+
+    from harness.attack.direct import _load
+
+    params = {"steps": 50, "spherical_step": 0.01, "source_step": 0.01, "init_directions": 20, "init_retries": 2}
+    profile = dataclasses.replace(load_profile("default"), direct={"boundary": params}, direct_samples=3)
+    study = Study("mini", profile, default_study.cache, log=lambda m: None)
+    try:
+        record = study.evaluate(Configuration("tensorflow", "mobilenet_v2", "direct_boundary", "int8", "mobile"))
+        assert record["sample_ids"] == [int(i) for i in study.evaluation("tensorflow", "mobilenet_v2").ids[:3]]
+        result = _load(Path(record["adversarial_pngs"]))
+        runtime = study.runtime("tensorflow", "mobilenet_v2", "int8", "mobile")
+        answers = runtime.predict_logits(result.adversarials).argmax(axis=1)
+        assert record["per_sample_success"] == [bool(a != y) for a, y in zip(answers, result.labels)]
+        assert any(record["per_sample_success"]), "a 50-step Boundary fools the mini int8 MobileNetV2 on some sample"
+        direct = record["direct"]
+        assert len(direct["queries"]) == 3 and min(direct["queries"]) > 0 and direct["queries_total"] == sum(direct["queries"])
+        assert record["success_rate_before_rounding"] is None  # every query already was a uint8 image
+        pc = study.runtime("tensorflow", "mobilenet_v2", "float", "pc").predict_logits(result.adversarials).argmax(axis=1)
+        assert record["per_sample_adversarial_agreement"] == [bool(x) for x in answers == pc]
+    finally:
+        study.close()

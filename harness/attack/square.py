@@ -28,7 +28,7 @@ class Square(Attack):
     name, kind, title = "square", "score", "Square"
     params = {"eps": Eps(),
               "max_iter": Int("iterations; each queries every image not yet fooled once"),
-              "p_init": Float("initial fraction of the pixels a square covers (ART's default 0.8)", high=1.0),
+              "p_init": Float("initial fraction of the pixels a square covers (ART's default 0.8)", high=1.0, default=0.8),
               "nb_restarts": Int("restarts (ART's default 1)", default=1)}
 
     def run(self, model, images01, labels, seed):

@@ -138,7 +138,7 @@ def test_a_profile_runs_the_attacks_it_has_tables_for_in_registry_order(tmp_path
         profile.attack_params("bim")
     none = _write(tmp_path, body)
     with pytest.raises(ProfileError, match=rf"{none} \[p\]: runs no attack; give a table .* for at least one of "
-                                           r"\['fgsm', 'bim', 'boundary', 'pgd', 'deepfool', 'cw', 'hsj'\]"):
+                                           r"\['fgsm', 'bim', 'boundary', 'pgd', 'deepfool', 'cw', 'hsj', 'square'\]"):
         profiles.load_profiles(none)
 
 
@@ -147,7 +147,8 @@ def test_committed_profiles_keep_their_attacks_and_extended_adds_the_new_four():
     for name in ("paper", "default", "smoke"):
         assert loaded[name].attack_names == ("fgsm", "bim", "boundary")
     extended, default = loaded["extended"], loaded["default"]
-    assert extended.attack_names == ("fgsm", "bim", "boundary", "pgd", "deepfool", "cw", "hsj")
+    assert extended.transfer_names == ("fgsm", "bim", "boundary", "pgd", "deepfool", "cw", "hsj")
+    assert extended.attack_names == extended.transfer_names + ("direct_boundary", "direct_hsj", "direct_square")
     assert {a: extended.attack_params(a) for a in default.attack_names} == default.attacks
     assert (extended.samples, extended.seed, extended.calibration) == (default.samples, default.seed, default.calibration)
 
@@ -224,3 +225,43 @@ def test_fuzz_a_valid_profile_with_one_line_replaced(tmp_path_factory, line, key
        .map(str.encode))
 def test_fuzz_random_toml_ish_text(tmp_path_factory, data):
     _load_or_profile_error(tmp_path_factory, data)
+
+
+BOUNDARY = "steps = 5, spherical_step = 0.01, source_step = 0.01, init_directions = 5, init_retries = 1"
+DIRECT = """[p]
+samples = 10
+calibration = 5
+seed = 0
+attack_batch_size = 5
+fgsm = { eps = 0.1 }
+[p.direct]
+BODY
+"""
+
+
+def test_direct_table_names_decision_and_score_attacks_with_their_own_parameters(tmp_path):
+    body = ("samples = 4\nemulated_samples = 2\nsquare = { eps = 0.05, max_iter = 10 }\n"
+            f"boundary = {{ {BOUNDARY} }}")
+    profile = load_profile("p", _write(tmp_path, DIRECT.replace("BODY", body)))
+    assert profile.attack_names == ("fgsm", "direct_boundary", "direct_square")  # registry order
+    assert profile.transfer_names == ("fgsm",)
+    assert (profile.direct_samples, profile.direct_emulated_samples) == (4, 2)
+    assert profile.attack_params("direct_square")["max_iter"] == 10
+    assert profile.attack_params("direct_square")["nb_restarts"] == 1  # default filled in and recorded
+
+
+@pytest.mark.parametrize("body, words", [
+    ("fgsm = { eps = 0.1 }", ["direct.fgsm is a gradient attack", "decision or score", "boundary"]),
+    ("noattack = { eps = 0.1 }", ["direct.noattack is not a registered attack"]),
+    ("samples = 3", ["direct runs no attack"]),
+    ("samples = 0\nsquare = { eps = 0.1, max_iter = 5 }", ["direct.samples must be a positive integer, got 0"]),
+    ("square = { eps = 0.1, max_iter = -1 }", ["direct.square.max_iter"]),
+    ("boundary = 3", ["direct.boundary must be a table"]),
+])
+def test_bad_direct_table_names_file_profile_and_key(tmp_path, body, words):
+    path = _write(tmp_path, DIRECT.replace("BODY", body))
+    with pytest.raises(ProfileError) as err:
+        load_profile("p", path)
+    assert str(path) in str(err.value) and "[p]" in str(err.value)
+    for word in words:
+        assert word in str(err.value)

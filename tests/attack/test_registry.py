@@ -68,10 +68,10 @@ def noise_profiles(tmp_path, monkeypatch):
 
 
 def test_builtin_attacks_in_matrix_order_with_kinds_and_schemas():
-    assert registry.names() == ("fgsm", "bim", "boundary", "pgd", "deepfool", "cw", "hsj")
+    assert registry.names() == ("fgsm", "bim", "boundary", "pgd", "deepfool", "cw", "hsj", "square")
     kinds = {name: registry.attack_class(name).kind for name in registry.names()}
     assert kinds == {"fgsm": "gradient", "bim": "gradient", "boundary": "decision", "pgd": "gradient",
-                     "deepfool": "gradient", "cw": "gradient", "hsj": "decision"}
+                     "deepfool": "gradient", "cw": "gradient", "hsj": "decision", "square": "score"}
     for name in registry.names():
         cls = registry.attack_class(name)
         assert cls.title and all(isinstance(p, Param) and p.doc for p in cls.params.values()), name
@@ -100,7 +100,7 @@ def test_register_refuses_a_class_that_does_not_declare_what_the_suite_needs(att
     with pytest.raises(TypeError) as caught:
         registry.register(_attack(**attrs))
     assert message in str(caught.value)
-    assert registry.names() == ("fgsm", "bim", "boundary", "pgd", "deepfool", "cw", "hsj")
+    assert registry.names() == ("fgsm", "bim", "boundary", "pgd", "deepfool", "cw", "hsj", "square")
 
 
 def test_a_default_outside_its_own_schema_is_refused():
@@ -114,7 +114,8 @@ def test_matrix_follows_the_profile_and_refuses_unknown_attacks():
     assert len(ids) == 18 and {c.split("-")[2] for c in ids} == {"fgsm", "bim", "boundary"}
     assert [c.attack for c in matrix(("pc",), ("hsj", "fgsm"))][:2] == ["fgsm", "hsj"]  # registry order
     extended = profiles.load_profile("extended")
-    assert len(matrix(("pc", "mobile"), extended.attack_names)) == 7 * (6 + 12)
+    # 7 transfer attacks on pc and mobile; 3 direct attacks on mobile only
+    assert len(matrix(("pc", "mobile"), extended.attack_names)) == 7 * (6 + 12) + 3 * 12
     assert list(Study.fingerprint_of(extended, 300)["attacks"]) == list(extended.attack_names)
     with pytest.raises(registry.UnknownAttack, match="unknown attack 'nope'"):
         matrix(("pc",), ("fgsm", "nope"))
