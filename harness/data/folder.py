@@ -172,7 +172,7 @@ class FolderSource(StudySource):
         for folder in top:
             index = self.label_space.lookup(folder.name, f"{folder} (class folder)")
             files = sorted(p for p in folder.rglob("*") if p.is_file() and
-                           all(_visible(part) for part in p.relative_to(folder).parts))
+                           not any(part.startswith(".") for part in p.relative_to(folder).parts))
             paths += files
             classes += [index] * len(files)
         if not paths:

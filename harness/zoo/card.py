@@ -7,7 +7,8 @@ what the outputs mean (label offset, labels file). Fields the file also states a
 optional; when given they must agree with the file (a clear error otherwise).
 
 The card sits next to the model as ``<model>.card.toml`` (``mobilenet.card.toml`` for
-``mobilenet.tflite``; ``mobilenet.tflite.card.toml`` works too) or is named with
+``mobilenet.tflite``, or ``mobilenet.tflite.card.toml``, which wins when both exist, so a
+``.tflite`` and a ``.ptl`` of the same stem can each have their own) or is named with
 ``--card``. Every field is optional; unknown fields are an error (a typo must not be
 ignored). A complete example::
 
@@ -94,9 +95,10 @@ class Card:
 
 
 def card_path_for(model: Path) -> Path | None:
-    """The card next to ``model``: ``<stem>.card.toml``, else ``<name>.card.toml``; None when neither exists."""
+    """The card next to ``model``: ``<name>.card.toml`` (``m.tflite.card.toml``, the more specific), else
+    ``<stem>.card.toml`` (``m.card.toml``); None when neither exists."""
     model = Path(model)
-    for candidate in (model.with_name(model.stem + CARD_SUFFIX), model.with_name(model.name + CARD_SUFFIX)):
+    for candidate in (model.with_name(model.name + CARD_SUFFIX), model.with_name(model.stem + CARD_SUFFIX)):
         if candidate.is_file():
             return candidate
     return None

@@ -181,12 +181,14 @@ def _first_line(exc: BaseException) -> str:
 
 
 # --- the model -------------------------------------------------------------------------------
-def load_user_model(path: Path | str, card: Path | str | Card | None = None, source_model: Path | str | None = None,
-                    labels: Path | str | None = None) -> UserModel:
+def load_user_model(path: Path | str, card: Path | str | Card | None = None,
+                    source_model: Path | str | ZooModel | None = None, labels: Path | str | None = None) -> UserModel:
     """Validate a user's ``.tflite``/``.ptl`` (and its card, labels file, source model) into a :class:`UserModel`.
 
     ``card``: a card file or parsed :class:`Card` (default: the one next to the model, if any).
     ``labels``: a labels file (``--labels``), which wins over the card's ``output.labels``.
+    ``source_model``: a source model file, or one already loaded for another file
+    (:func:`respec_source` re-labels it with this file's spec after checking its shape).
     Errors: :class:`UserModelError` / :class:`CardError` (zoo), ``ModelFileError`` (the
     interpreter cannot load the file), ``DataError`` (a labels file); each names the file.
     """
@@ -269,11 +271,14 @@ def load_user_model(path: Path | str, card: Path | str | Card | None = None, sou
     name = c.name or _name_of(path)
     source = None
     framework = FRAMEWORK_OF_FORMAT[fmt]
-    if source_model is not None:
-        source_path = Path(source_model)
-        framework = "tensorflow" if SOURCE_SUFFIXES.get(source_path.suffix.lower()) == "keras" else "pytorch"
+    if isinstance(source_model, ZooModel):
+        framework = source_model.spec.framework
+    elif source_model is not None:
+        framework = "tensorflow" if SOURCE_SUFFIXES.get(Path(source_model).suffix.lower()) == "keras" else "pytorch"
     spec = ModelSpec(ZOO, framework, name, size, num_outputs, normalization)
-    if source_model is not None:
+    if isinstance(source_model, ZooModel):
+        source = respec_source(source_model, spec, reference=path)
+    elif source_model is not None:
         source = load_source_model(source_model, spec, reference=path)
     facts = {**facts, "layout": layout}
     return UserModel(path, fmt, spec, quantization, geometry, space, parsed, facts, file_digest(path), source, notes)
@@ -376,6 +381,19 @@ def load_source_model(path: Path | str, spec: ModelSpec, reference: Path | str |
         raise UserModelError(f"{path}: output shape {logits.shape[1:]} per image{ref}; the mobile file has "
                              f"{spec.num_classes} outputs")
     return model
+
+
+def respec_source(source: ZooModel, spec: ModelSpec, reference: Path | str | None = None) -> ZooModel:
+    """An already loaded source model under another user file's spec (same module, weights and layout)."""
+    ref = f" (the source model of {reference})" if reference is not None else ""
+    if (source.spec.input_size, source.spec.num_classes) != (spec.input_size, spec.num_classes):
+        raise UserModelError(f"{source.weights_path}: takes {source.spec.input_size} px and has "
+                             f"{source.spec.num_classes} outputs{ref}; the mobile file takes {spec.input_size} px "
+                             f"and has {spec.num_classes}")
+    layout = source.spec.normalization.layout
+    new = dataclasses.replace(spec, framework=source.spec.framework,
+                              normalization=dataclasses.replace(spec.normalization, layout=layout))
+    return dataclasses.replace(source, spec=new)
 
 
 def _keras_source(path: Path, ref: str):
