@@ -186,8 +186,8 @@ def read_labels(path: Path | str, num_outputs: int | None = None, offset: int | 
 def _json_entries(path: Path, text: str) -> list[tuple[str | None, str]]:
     try:
         table = json.loads(text)
-    except ValueError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:
+        raise DataError(f"{path}: not valid JSON ({type(exc).__name__}: {exc})") from None
     if isinstance(table, list) and all(isinstance(x, str) for x in table):
         return [(None, x) for x in table]
     if isinstance(table, dict):

@@ -115,7 +115,7 @@ def read_card(path: Path | str) -> Card:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise CardError(f"{path}: model card is not UTF-8 text (byte {exc.start})") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:  # RecursionError: arrays nested too deep
         raise CardError(f"{path}: not valid TOML ({exc})") from None
     return parse_card(data, path)
 
