@@ -143,3 +143,10 @@ def fashion_labels_1001(out: Path) -> Path:
 def fashion_labels(out: Path) -> Path:
     out.write_text("\n".join(FASHION) + "\n")
     return out
+
+
+def nchw_tflite(keras_model, out: Path) -> Path:
+    """The network behind a channels-first input (N, 3, H, W), as files converted from PyTorch take."""
+    keras = import_keras()
+    inputs = keras.Input((3, *keras_model.input_shape[1:3]))
+    return float_tflite(keras.Model(inputs, keras_model(keras.layers.Permute((2, 3, 1))(inputs))), out)

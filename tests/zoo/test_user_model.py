@@ -182,3 +182,37 @@ def test_a_source_model_that_does_not_fit(uint8_tflite, keras_source, tmp_path):
     state.write_bytes(b"not a torchscript archive")
     with pytest.raises(UserModelError, match=r"weights\.pt: torch\.jit\.load cannot read it"):
         load_source_model(state, load_user_model(uint8_tflite).spec)
+
+
+def test_an_nchw_tflite_reads_its_layout_off_the_file(byo_dir, mini_tf, byo_images):
+    path = byo.nchw_tflite(mini_tf.module, byo_dir / "nchw.tflite")
+    (byo_dir / "nchw.card.toml").write_text("[input]\nmean = 127.5\nstd = 127.5\n")
+    model = load_user_model(path)
+    assert model.facts["layout"] == "NCHW" and model.spec.normalization.layout == "NCHW"
+    with model.open() as runtime:
+        predictions = runtime.predict(byo_images.images)
+    np.testing.assert_array_equal(predictions, mini_tf.predict(byo_images.images))
+
+
+def test_the_device_runner_runs_a_user_model_as_the_host_does(uint8_tflite, byo_images, tmp_path):
+    """The arm64/device runner is fed the spec's Normalization and class count: nothing user-specific."""
+    import json
+    import subprocess
+    import sys
+
+    from android_harness import runner
+
+    model = load_user_model(uint8_tflite)
+    n = model.spec.normalization
+    np.save(tmp_path / "x.npy", byo_images.images)
+    job = {"id": "user", "model": str(model.path), "format": model.format, "quantization": model.quantization,
+           "threads": 1, "input": {"npy": str(tmp_path / "x.npy")}, "num_classes": model.spec.num_classes,
+           "preprocess": {"scale": n.scale, "mean": list(n.mean), "std": list(n.std),
+                          "channel_order": n.channel_order, "layout": n.layout}, "batch_size": 16}
+    (tmp_path / "jobs.json").write_text(json.dumps({"format": runner.RUNNER_FORMAT, "jobs": [job]}))
+    done = subprocess.run([sys.executable, runner.__file__, str(tmp_path / "jobs.json"), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with model.open() as runtime:
+        expected = runtime.predict_logits(byo_images.images, batch_size=16)
+    np.testing.assert_array_equal(np.load(tmp_path / "out" / "user.npy"), expected)
