@@ -216,3 +216,25 @@ def test_the_device_runner_runs_a_user_model_as_the_host_does(uint8_tflite, byo_
     with model.open() as runtime:
         expected = runtime.predict_logits(byo_images.images, batch_size=16)
     np.testing.assert_array_equal(np.load(tmp_path / "out" / "user.npy"), expected)
+
+
+def test_an_int8_ptl_is_read_as_int8_and_runs_on_qnnpack(byo_dir, mini_torch, byo_images):
+    from harness.convert.torch_mobile import TorchMobileConverter
+    from harness.data import fashion_mnist
+    from harness.data.samples import calibration_set
+
+    calibration = calibration_set(fashion_mnist.load("train", "fixtures"), byo.N_CALIBRATION, 0)
+    TorchMobileConverter().build(mini_torch, "int8", mini_torch.spec.normalization(calibration.images), {},
+                                 byo_dir, "int8.ptl")
+    (byo_dir / "int8.ptl.card.toml").write_text(
+        '[input]\nsize = 32\nscale = 0.00392156862745098\nmean = [0.485, 0.456, 0.406]\nstd = [0.229, 0.224, 0.225]\n'
+        '[output]\nquantization = "int8"\n')
+    model = load_user_model(byo_dir / "int8.ptl")
+    assert model.quantization == "int8" and model.facts["operators"] > 0
+    with model.open() as runtime:
+        assert runtime.engine == "qnnpack"
+        predictions = runtime.predict(byo_images.images)
+    assert np.mean(predictions == mini_torch.predict(byo_images.images)) >= 0.9
+    (byo_dir / "int8.ptl.card.toml").write_text('[input]\nsize = 32\nmean = 0\nstd = 1\n[output]\nquantization = "float"\n')
+    with pytest.raises(CardError, match=r"int8\.ptl .* output\.quantization = 'float', but the file holds quantized"):
+        load_user_model(byo_dir / "int8.ptl")
