@@ -135,7 +135,7 @@ def _tensor_fact(detail: dict) -> dict:
             "quantization": None if dtype == "float32" else {"scale": float(scale), "zero_point": int(zero)}}
 
 
-def _ptl_facts(path: Path, size: int, layout: str, quantization: str | None) -> dict:
+def _ptl_facts(path: Path, size: int, layout: str) -> dict:
     from harness.convert.torch_mobile import ENGINE, quantized_engine, quiet_deprecations
     from harness.frameworks import import_torch
     from harness.runtime.base import ModelFileError
@@ -161,12 +161,9 @@ def _ptl_facts(path: Path, size: int, layout: str, quantization: str | None) -> 
             raise UserModelError(f"{path}: a call on one {layout} image {shape} fails ({_first_line(exc)}); "
                                  f"expected a model with one image input (a card's input.size/layout fix a "
                                  f"wrong probe)") from exc
-    if hasattr(out, "logits"):
-        out = out.logits
-    elif isinstance(out, (tuple, list)):
-        if len(out) != 1 and not all(hasattr(o, "shape") for o in out[:1]):
-            raise UserModelError(f"{path}: the model returns {len(out)} values; expected one (N, classes) tensor")
-        out = out[0]
+    from harness.runtime.torch_runtime import logits_tensor
+
+    out = logits_tensor(out)  # as the runtimes read it: a tuple's first tensor (scripted Inception)
     if not hasattr(out, "shape"):
         raise UserModelError(f"{path}: the model returns {type(out).__name__}; expected one (N, classes) tensor")
     dtype = str(out.dtype).replace("torch.", "")
@@ -215,7 +212,7 @@ def load_user_model(path: Path | str, card: Path | str | Card | None = None,
         if c.size is None:
             raise CardError(f"{path}: a .ptl file does not record its input size; give input.size in its model card "
                             f"({path.with_name(path.stem + '.card.toml')} or --card)")
-        facts = _ptl_facts(path, c.size, c.layout or "NCHW", c.quantization)
+        facts = _ptl_facts(path, c.size, c.layout or "NCHW")
         if c.layout is None:
             notes.append("input layout NCHW (the .ptl default; the card does not say)")
     size, layout = _input_geometry(path, facts["input"]["shape"])
