@@ -150,3 +150,15 @@ def nchw_tflite(keras_model, out: Path) -> Path:
     keras = import_keras()
     inputs = keras.Input((3, *keras_model.input_shape[1:3]))
     return float_tflite(keras.Model(inputs, keras_model(keras.layers.Permute((2, 3, 1))(inputs))), out)
+
+
+def grayscale_input_tflite(out: Path) -> Path:
+    keras = import_keras()
+    a = keras.Input((32, 32, 1))
+    return float_tflite(keras.Model(a, keras.layers.Dense(10)(keras.layers.Flatten()(a))), out)
+
+
+def vector_input_tflite(out: Path) -> Path:
+    keras = import_keras()
+    a = keras.Input((48,))
+    return float_tflite(keras.Model(a, keras.layers.Dense(10)(a)), out)

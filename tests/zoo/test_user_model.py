@@ -111,6 +111,15 @@ def test_two_inputs_are_refused(byo_dir):
         load_user_model(path)
 
 
+def test_a_non_image_input_is_refused(byo_dir):
+    gray = byo.grayscale_input_tflite(byo_dir / "gray.tflite")
+    with pytest.raises(UserModelError, match=r"gray\.tflite: input shape \(1, 32, 32, 1\) has no 3-channel axis"):
+        load_user_model(gray)
+    vector = byo.vector_input_tflite(byo_dir / "vector.tflite")
+    with pytest.raises(UserModelError, match=r"vector\.tflite: input shape \(1, 48\) is not an image batch"):
+        load_user_model(vector)
+
+
 def test_a_non_image_output_is_refused(byo_dir):
     path = byo.spatial_output_tflite(byo_dir / "spatial.tflite")
     (byo_dir / "spatial.card.toml").write_text("[input]\nmean = 0\nstd = 1\n")
