@@ -5,7 +5,9 @@ process (pytest-xdist workers included), whatever the tests import afterwards.
 
 Options (``pytest --help`` lists them under "on-device robustness suite"):
 ``--zoo``, ``--profile``, ``--imagenet-dir``, ``--samples``, ``--cache-dir``, ``--report-dir``,
-``--thresholds`` (the baseline), ``--write-thresholds`` with ``--threshold-margin``, ``--threads``.
+``--thresholds`` (the baseline), ``--write-thresholds`` with ``--threshold-margin``, ``--threads``;
+bring your own model and images: ``--model``, ``--source-model``, ``--card``, ``--images``, ``--labels``
+(:mod:`harness.byo`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest  # noqa: E402
 
 import harness  # noqa: E402,F401  (the import guard; see harness/frameworks.py)
-from harness import suite  # noqa: E402
+from harness import byo, suite  # noqa: E402
 
 REPO = Path(__file__).resolve().parent
 
@@ -47,6 +49,7 @@ def pytest_addoption(parser):
     group.addoption("--virtual-phone", default="auto", choices=("auto", "always", "never"),
                     help="run the device cases on the virtual phone when no phone is attached and this host can "
                          "start one (auto, the default), even when phones are attached (always), or never")
+    byo.add_options(group.addoption)  # --model, --source-model, --card, --images, --labels (bring your own)
     group.addoption("--run-slow", action="store_true",
                     help="also run the tests marked slow (full-size ImageNet architectures; minutes). "
                          "Selecting them with -m slow runs them too")

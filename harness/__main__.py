@@ -24,6 +24,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as under pytest (conftest.py): fewer TensorFlow log lines
 
 import harness  # noqa: E402  (first: the framework import guard)
+from harness import byo
 from harness.attack.profiles import ProfileError, load_profile
 from harness.cache import ArtifactCache, atomic_write
 from harness.data import sources
@@ -62,7 +63,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1, help="inference threads per runtime (default 1)")
     parser.add_argument("--cache-dir", default=None, help="artefact cache (default: $HARNESS_CACHE_DIR or .cache/artifacts)")
     parser.add_argument("--report-dir", default=str(REPO / "reports"), help="where reports/<run-id>/ goes")
+    byo.add_options(parser.add_argument)  # --model, --source-model, --card, --images, --labels
     return parser
+
+
+def user_inputs(parser: argparse.ArgumentParser, args) -> "byo.UserStudyInputs | None":
+    """The bring-your-own models and images, validated (a parser error naming the file), or None."""
+    options = byo.UserInputs.from_options(args)
+    if not options.given:
+        return None
+    try:
+        return options.load()
+    except byo.InputError as exc:
+        parser.error(str(exc))
 
 
 def main(argv=None) -> int:
@@ -78,6 +91,7 @@ def main(argv=None) -> int:
     misuse = imagenet_dir_misuse(args.zoo, args.imagenet_dir)
     if misuse:
         parser.error(misuse)
+    user = user_inputs(parser, args)  # noqa: F841  (validated now; the study's wiring of these models comes next)
     try:
         profile = load_profile(args.profile or ZOO_PROFILES[args.zoo])
     except ProfileError as exc:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import byo
 from harness.attack.profiles import ProfileError, load_profile, load_profiles
 from harness.cache import ArtifactCache, atomic_write
 from harness.data import sources
@@ -68,6 +69,10 @@ class RunOptions:
     gated_cases: int = 1
     _fingerprint_errors: list | None = field(default=None, compare=False, repr=False)
     fingerprint_notes: list = field(default_factory=list, compare=False, repr=False)
+    # Bring your own model and images: the options, and (when --model is given) the validated
+    # models and image source (harness.byo.UserStudyInputs), loaded once when the options are read.
+    user_inputs: byo.UserInputs = field(default_factory=byo.UserInputs, compare=False, repr=False)
+    user: byo.UserStudyInputs | None = field(default=None, compare=False, repr=False)
 
     @property
     def run_dir(self) -> Path:
@@ -101,6 +106,13 @@ class RunOptions:
             raise pytest.UsageError(f"--threshold-margin must be in [0, 1], got {opt.threshold_margin}")
         if opt.threads < 1:
             raise pytest.UsageError(f"--threads must be at least 1, got {opt.threads}")
+        user_inputs = byo.UserInputs.from_options(opt)
+        user = None
+        if user_inputs.given:  # a missing file, a card that contradicts its model...: exit 4, naming the file
+            try:
+                user = user_inputs.load()
+            except byo.InputError as exc:
+                raise pytest.UsageError(str(exc)) from None
         source = None
         if opt.zoo == "imagenet" and (opt.imagenet_dir or os.environ.get(sources.IMAGENET_DIR_ENV)):
             try:  # a folder that is named but unusable is the user's typo: say so now, not in 90 cases
@@ -122,6 +134,7 @@ class RunOptions:
                       Path(opt.report_dir), os.environ.get("HARNESS_RUN_ID", "manual"), path,
                       opt.write_thresholds, opt.threshold_margin, opt.threads, baseline,
                       Path(opt.imagenet_dir) if opt.imagenet_dir else None, source)
+        options.user_inputs, options.user = user_inputs, user
         if baseline is not None:
             # What is known before any model loads: a run on other samples or attack
             # parameters is a usage error (exit 4), not 90 verdicts against the wrong limits.

@@ -83,11 +83,14 @@ class LiteRTRuntime(Runtime):
             raise ModelFileError(f"{path}: expected one input and one output, found {len(inputs)} and {len(outputs)}")
         self._input, self._output = inputs[0], outputs[0]
         s = self.spec
-        expected = (s.input_size, s.input_size, 3)
+        # The spec's layout: NHWC for the zoos' files; a bring-your-own file may take NCHW
+        # (e.g. one converted from PyTorch), and its Normalization then transposes.
+        nchw = s.normalization.layout == "NCHW"
+        expected = (3, s.input_size, s.input_size) if nchw else (s.input_size, s.input_size, 3)
         if tuple(int(d) for d in self._input["shape"][1:]) != expected:
             raise ModelFileError(
                 f"{path}: model input shape {tuple(self._input['shape'])} does not match "
-                f"{s.id}'s (N, {expected[0]}, {expected[1]}, 3)"
+                f"{s.id}'s (N, {', '.join(str(d) for d in expected)})"
             )
         if int(self._output["shape"][-1]) != s.num_classes:
             raise ModelFileError(
