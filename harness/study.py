@@ -30,7 +30,6 @@ from harness.data.dataset import ImageDataset
 from harness.data.sources import StudySource
 from harness.runtime.base import check_finite
 from harness.zoo import registry
-from harness.zoo.base import FRAMEWORKS, MODELS
 
 QUANTIZATIONS = ("float", "int8")
 PLATFORMS = ("pc", "mobile", "arm64", "device")
@@ -63,11 +62,12 @@ class Configuration:
         return cls(*parts)
 
 
-def matrix(platforms=PLATFORMS) -> list[Configuration]:
-    """The paper's matrix: PC runs the float model only; mobile platforms run float and int8."""
+def matrix(platforms=PLATFORMS, zoo: str = "mini") -> list[Configuration]:
+    """The paper's matrix over the zoo's models: PC runs the float model only; mobile
+    platforms run float and int8. The mini and imagenet zoos hold the paper's six models."""
     return [
         Configuration(f, m, a, q, p)
-        for p in platforms for f in FRAMEWORKS for m in MODELS for a in ATTACKS for q in QUANTIZATIONS
+        for p in platforms for f, m in registry.combinations(zoo) for a in ATTACKS for q in QUANTIZATIONS
         if not (p == "pc" and q == "int8")
     ]
 

@@ -28,8 +28,8 @@ from harness.zoo import registry
 from harness.zoo.registry import ZOOS  # noqa: F401  (conftest offers these as --zoo choices)
 
 # The profile a zoo runs when --profile is not given: the mini zoo's is sized for it;
-# the imagenet zoo replicates the paper.
-ZOO_PROFILES = {"mini": "default", "imagenet": "paper"}
+# the imagenet zoo replicates the paper; the real zoo's is sized for its few 224x224 photos.
+ZOO_PROFILES = {"mini": "default", "imagenet": "paper", "real": "real"}
 
 FINGERPRINT_FILE = "fingerprint.json"
 
@@ -111,7 +111,7 @@ class RunOptions:
         baseline = None
         if path.is_file():
             try:
-                baseline = gating.load_baseline(path, [c.id for c in matrix()], opt.zoo, opt.profile)
+                baseline = gating.load_baseline(path, [c.id for c in matrix(zoo=opt.zoo)], opt.zoo, opt.profile)
             except gating.ThresholdError as exc:
                 if not opt.write_thresholds:
                     raise pytest.UsageError(str(exc)) from None
@@ -217,7 +217,7 @@ def _progress(message: str) -> None:
 def parametrize_matrix(metafunc) -> None:
     zoo = metafunc.config.option.zoo
     params = []
-    for config in matrix():
+    for config in matrix(zoo=zoo):
         marks = [pytest.mark.pc if config.platform in HOST_PLATFORMS else pytest.mark.device,
                  pytest.mark.xdist_group(f"{config.framework}-{config.model}")]
         if zoo == "imagenet":
@@ -248,12 +248,13 @@ def check_selection(config, items) -> None:
         return
     if not config.option.keyword and not config.option.markexpr:
         return
-    example = matrix()[0].id
+    configs = matrix(zoo=config.option.zoo)
+    example = configs[0].id
     raise pytest.UsageError(
         f"no test case matches -k {config.option.keyword!r} -m {config.option.markexpr!r}. Matrix case ids are "
         f"framework-model-attack-quantization-platform, e.g. {example!r}; frameworks "
-        f"{sorted({c.framework for c in matrix()})}, models {sorted({c.model for c in matrix()})}, attacks "
-        f"{sorted({c.attack for c in matrix()})}, quantizations ['float', 'int8'], platforms {list(PLATFORMS)}; "
+        f"{sorted({c.framework for c in configs})}, models {sorted({c.model for c in configs})}, attacks "
+        f"{sorted({c.attack for c in configs})}, quantizations ['float', 'int8'], platforms {list(PLATFORMS)}; "
         "markers pc, device, slow, imagenet"
     )
 
@@ -403,10 +404,10 @@ def write_proposal(options: RunOptions, records: list[dict], say) -> bool:
             "a baseline needs every configuration measured")
         return False
     ran = {r["configuration"]: r for r in records}
-    complete = {p for p in PLATFORMS if all(c.id in ran for c in matrix((p,)))}
+    complete = {p for p in PLATFORMS if all(c.id in ran for c in matrix((p,), options.zoo))}
     platforms = (set(HOST_PLATFORMS) if set(HOST_PLATFORMS) <= complete else set()) | ({"device"} & complete)
     if not platforms:
-        missing = [c.id for c in matrix(HOST_PLATFORMS) if c.id not in ran]
+        missing = [c.id for c in matrix(HOST_PLATFORMS, options.zoo) if c.id not in ran]
         say(f"baseline NOT proposed: {len(missing)} host configurations did not run (e.g. {missing[0]}); "
             "run the whole `-m pc` matrix (or the whole `-m device` matrix) with --write-thresholds")
         return False
@@ -417,7 +418,7 @@ def write_proposal(options: RunOptions, records: list[dict], say) -> bool:
     old = options.baseline
     if old is None and options.thresholds_path.is_file():
         try:  # the live file, even measured on something else, keeps the platforms this run did not cover
-            old = gating.load_baseline(options.thresholds_path, [c.id for c in matrix()], options.zoo,
+            old = gating.load_baseline(options.thresholds_path, [c.id for c in matrix(zoo=options.zoo)], options.zoo,
                                        options.profile_name)
         except gating.ThresholdError:
             old = None
