@@ -70,7 +70,13 @@ class ConvBNReLU6(nn.Module):
         self.act = nn.ReLU6() if activation else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act(self.bn(self.conv(x)))
+        x = self.bn(self.conv(x))
+        if x.is_quantized:
+            # The quantized convolution returns channels-last memory, and this torch's quantized
+            # ReLU6/clamp under the qnnpack engine computes garbage on channels-last input
+            # (contiguous input is right); float tensors keep their memory format.
+            x = x.contiguous()
+        x = self.act(x)
         if self.crop:
             x = x[:, :, 1:, 1:]
         return x
