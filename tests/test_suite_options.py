@@ -51,7 +51,7 @@ def test_markers_select_the_study_and_only_the_study():
 def test_unknown_profile_is_a_usage_error(tmp_path):
     result = _pytest("--profile", "turbo", tmp_path=tmp_path)
     assert result.returncode == 4, result.stdout + result.stderr
-    assert "--profile 'turbo' is not in profiles.toml; valid: ['default', 'paper', 'smoke']" in result.stderr
+    assert "--profile 'turbo' is not in profiles.toml; valid: ['default', 'paper', 'real', 'smoke']" in result.stderr
 
 
 def test_unknown_zoo_and_bad_numbers_are_usage_errors(tmp_path):
