@@ -153,9 +153,11 @@ def main(argv=None) -> int:
           + (f"; {len(skipped)} skipped ({', '.join(skipped[:3])}{'...' if len(skipped) > 3 else ''})" if skipped else ""))
     print(f"report: {out.report_html}")
     print(f"records: {run_dir / 'records'}")
-    print(f"thresholds: {thresholds} " + ("exists; `pytest -m pc` gates these configurations on it (not done here)"
-                                           if thresholds.is_file() else
-                                           "does not exist; write it with `pytest -m pc --write-thresholds`"))
+    zoo_options = "" if args.zoo == "mini" and profile.name == ZOO_PROFILES["mini"] else \
+        f" --zoo {args.zoo} --profile {profile.name}"
+    print(f"thresholds: {thresholds} " + (f"exists; `pytest -m pc{zoo_options}` gates these configurations on it "
+                                           "(not done here)" if thresholds.is_file() else
+                                           f"does not exist; write it with `pytest -m pc{zoo_options} --write-thresholds`"))
     return 0
 
 
