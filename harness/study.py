@@ -31,7 +31,6 @@ from harness.data.dataset import ImageDataset
 from harness.data.sources import StudySource
 from harness.runtime.base import check_finite
 from harness.zoo import registry
-from harness.zoo.base import FRAMEWORKS, MODELS
 
 QUANTIZATIONS = ("float", "int8")
 PLATFORMS = ("pc", "mobile", "arm64", "device")
@@ -64,8 +63,9 @@ class Configuration:
         return cls(*parts)
 
 
-def matrix(platforms=PLATFORMS, attacks=None) -> list[Configuration]:
-    """The paper's matrix: PC runs the float model only; mobile platforms run float and int8.
+def matrix(platforms=PLATFORMS, attacks=None, zoo: str = "mini") -> list[Configuration]:
+    """The paper's matrix over the zoo's models (the mini and imagenet zoos hold the paper's
+    six): PC runs the float model only; mobile platforms run float and int8.
 
     ``attacks``: the attack names to run (a profile's ``attack_names``), or None for every
     registered attack; either way in registry order, so the case ids do not depend on how
@@ -81,7 +81,7 @@ def matrix(platforms=PLATFORMS, attacks=None) -> list[Configuration]:
     attacks = [a for a in known if a in set(attacks)] + [DIRECT_PREFIX + a for a in known if a in set(direct)]
     return [
         Configuration(f, m, a, q, p)
-        for p in platforms for f in FRAMEWORKS for m in MODELS for a in attacks for q in QUANTIZATIONS
+        for p in platforms for f, m in registry.combinations(zoo) for a in attacks for q in QUANTIZATIONS
         if not (p == "pc" and (q == "int8" or is_direct(a)))
     ]
 

@@ -29,8 +29,8 @@ from harness.zoo import registry
 from harness.zoo.registry import ZOOS  # noqa: F401  (conftest offers these as --zoo choices)
 
 # The profile a zoo runs when --profile is not given: the mini zoo's is sized for it;
-# the imagenet zoo replicates the paper.
-ZOO_PROFILES = {"mini": "default", "imagenet": "paper"}
+# the imagenet zoo replicates the paper; the real zoo's is sized for its few 224x224 photos.
+ZOO_PROFILES = {"mini": "default", "imagenet": "paper", "real": "real"}
 
 FINGERPRINT_FILE = "fingerprint.json"
 
@@ -123,7 +123,7 @@ class RunOptions:
         baseline = None
         if path.is_file():
             try:
-                baseline = gating.load_baseline(path, [c.id for c in matrix(attacks=profiles[opt.profile].attack_names)],
+                baseline = gating.load_baseline(path, [c.id for c in matrix(attacks=profiles[opt.profile].attack_names, zoo=opt.zoo)],
                                                 opt.zoo, opt.profile)
             except gating.ThresholdError as exc:
                 if not opt.write_thresholds:
@@ -147,7 +147,7 @@ class RunOptions:
 
     def matrix(self, platforms=PLATFORMS) -> list[Configuration]:
         """The configurations of this run's profile (its attacks) on ``platforms``."""
-        return matrix(platforms, self.profile.attack_names)
+        return matrix(platforms, self.profile.attack_names, self.zoo)
 
     def cheap_fingerprint(self) -> dict:
         profile = self.profile

@@ -51,10 +51,21 @@ def test_markers_select_the_study_and_only_the_study():
     assert collected == sorted(c.id for c in matrix(attacks=DEFAULT_ATTACKS))
 
 
+def test_the_real_zoo_collects_its_own_matrix():
+    """A zoo with one model collects that model's cases only (its own COMBINATIONS), on every platform."""
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q", "-m", "pc or device",
+           "--zoo", "real"]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    collected = sorted(line.split("[", 1)[1].rstrip("]") for line in result.stdout.splitlines() if "::" in line)
+    assert collected == sorted(c.id for c in matrix(zoo="real"))
+    assert len(collected) == 3 + 6 + 6 + 6 and all(i.startswith("pytorch-efficientnet_lite0-") for i in collected)
+
+
 def test_unknown_profile_is_a_usage_error(tmp_path):
     result = _pytest("--profile", "turbo", tmp_path=tmp_path)
     assert result.returncode == 4, result.stdout + result.stderr
-    assert "--profile 'turbo' is not in profiles.toml; valid: ['default', 'extended', 'paper', 'smoke']" in result.stderr
+    assert "--profile 'turbo' is not in profiles.toml; valid: ['default', 'extended', 'paper', 'real', 'smoke']" in result.stderr
 
 
 def test_unknown_zoo_and_bad_numbers_are_usage_errors(tmp_path):

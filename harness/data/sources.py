@@ -4,8 +4,9 @@ A :class:`StudySource` names the evaluation candidates (ids and labels, nothing
 decoded), decodes any of them at a model's input geometry, and draws calibration
 images that never overlap the evaluation samples. The study asks it for nothing else,
 so a zoo whose images are 32x32 arrays in memory (``mini``: the committed
-Fashion-MNIST subset) and one whose images are 50,000 JPEGs decoded per model
-(``imagenet``: 224x224 or 299x299, Table 1) are the same to it.
+Fashion-MNIST subset), one whose images are 50,000 JPEGs decoded per model
+(``imagenet``: 224x224 or 299x299, Table 1) and one whose few photos ship inside
+installed packages (``real``: :mod:`harness.data.photos`) are the same to it.
 
 ``fingerprint()`` is what the sample selection's cache key holds about the
 candidates. The mini source digests its pixels; the ImageNet source digests the
@@ -197,4 +198,8 @@ def source_for(zoo: str, imagenet_dir: Path | str | None = None) -> StudySource:
         return FashionMNISTSource()
     if zoo == "imagenet":
         return ImageNetSource(imagenet_root(imagenet_dir))
-    raise DataError(f"no image source for zoo {zoo!r}; expected 'mini' or 'imagenet'")
+    if zoo == "real":
+        from harness.data.photos import PhotoSource
+
+        return PhotoSource()
+    raise DataError(f"no image source for zoo {zoo!r}; expected 'mini', 'imagenet' or 'real'")

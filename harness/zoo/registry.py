@@ -1,7 +1,9 @@
 """The zoo registry: which zoos exist and how to load a model from each, by name.
 
-A zoo is a module with ``spec(framework, name)``, ``build(framework, name)`` and
-``load(framework, name)``; adding one is adding an entry here.
+A zoo is a module with ``spec(framework, name)``, ``build(framework, name)``,
+``load(framework, name)`` and ``weights_path(framework, name)``; adding one is adding an
+entry here. A zoo that does not hold every framework x model pair of the paper's matrix
+says which it holds in its own ``COMBINATIONS`` (the ``real`` zoo: one PyTorch model).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import importlib
 
 from harness.zoo.base import FRAMEWORKS, MODELS, ZooError, ZooModel, check_choice
 
-_ZOO_MODULES = {"mini": "harness.zoo.mini", "imagenet": "harness.zoo.imagenet"}
+_ZOO_MODULES = {"mini": "harness.zoo.mini", "imagenet": "harness.zoo.imagenet", "real": "harness.zoo.real"}
 ZOOS = tuple(_ZOO_MODULES)
 
 
@@ -20,7 +22,11 @@ def zoo_module(zoo: str):
 
 
 def combinations(zoo: str) -> list[tuple[str, str]]:
-    zoo_module(zoo)
+    """The zoo's (framework, model) pairs: its ``COMBINATIONS``, else the paper's six."""
+    module = zoo_module(zoo)
+    declared = getattr(module, "COMBINATIONS", None)
+    if declared is not None:
+        return [tuple(pair) for pair in declared]
     return [(framework, name) for framework in FRAMEWORKS for name in MODELS]
 
 
