@@ -58,7 +58,7 @@ def test_the_real_zoo_collects_its_own_matrix():
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     collected = sorted(line.split("[", 1)[1].rstrip("]") for line in result.stdout.splitlines() if "::" in line)
-    assert collected == sorted(c.id for c in matrix(zoo="real"))
+    assert collected == sorted(c.id for c in matrix(attacks=load_profile("real").attack_names, zoo="real"))
     assert len(collected) == 3 + 6 + 6 + 6 and all(i.startswith("pytorch-efficientnet_lite0-") for i in collected)
 
 

@@ -48,7 +48,7 @@ def test_spec_registry_and_matrix():
     assert "litert" in real.RUNTIMES and "torch_lite" in real.RUNTIMES
     # the other zoos keep the paper's six models
     assert len(registry.combinations("mini")) == len(registry.combinations("imagenet")) == 6
-    ids = [c.id for c in matrix(("pc", "mobile"), "real")]
+    ids = [c.id for c in matrix(("pc", "mobile"), load_profile("real").attack_names, "real")]
     assert ids[:3] == ["pytorch-efficientnet_lite0-fgsm-float-pc", "pytorch-efficientnet_lite0-bim-float-pc",
                        "pytorch-efficientnet_lite0-boundary-float-pc"] and len(ids) == 9
     with pytest.raises(ZooError, match="unknown framework of the real zoo 'tensorflow'"):
