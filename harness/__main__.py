@@ -117,7 +117,7 @@ def main(argv=None) -> int:
             platforms.append(platform)
         except PlatformUnavailable as exc:
             say(f"platform {platform} skipped: {exc}")
-    configurations = matrix(tuple(platforms))
+    configurations = matrix(tuple(platforms), zoo=args.zoo)
     study = Study(args.zoo, profile, cache, args.samples, args.threads, log=say, source=source)
     records, skipped = [], []
     try:

@@ -111,7 +111,7 @@ class RunOptions:
         baseline = None
         if path.is_file():
             try:
-                baseline = gating.load_baseline(path, [c.id for c in matrix()], opt.zoo, opt.profile)
+                baseline = gating.load_baseline(path, [c.id for c in matrix(zoo=opt.zoo)], opt.zoo, opt.profile)
             except gating.ThresholdError as exc:
                 if not opt.write_thresholds:
                     raise pytest.UsageError(str(exc)) from None
@@ -217,7 +217,7 @@ def _progress(message: str) -> None:
 def parametrize_matrix(metafunc) -> None:
     zoo = metafunc.config.option.zoo
     params = []
-    for config in matrix():
+    for config in matrix(zoo=zoo):
         marks = [pytest.mark.pc if config.platform in HOST_PLATFORMS else pytest.mark.device,
                  pytest.mark.xdist_group(f"{config.framework}-{config.model}")]
         if zoo == "imagenet":
@@ -248,12 +248,16 @@ def check_selection(config, items) -> None:
         return
     if not config.option.keyword and not config.option.markexpr:
         return
-    example = matrix()[0].id
+    configs = matrix(zoo=config.option.zoo)
+    example = configs[0].id
+    runtimes = sorted({c.runtime for c in configs if c.runtime})
     raise pytest.UsageError(
         f"no test case matches -k {config.option.keyword!r} -m {config.option.markexpr!r}. Matrix case ids are "
-        f"framework-model-attack-quantization-platform, e.g. {example!r}; frameworks "
-        f"{sorted({c.framework for c in matrix()})}, models {sorted({c.model for c in matrix()})}, attacks "
-        f"{sorted({c.attack for c in matrix()})}, quantizations ['float', 'int8'], platforms {list(PLATFORMS)}; "
+        f"framework-model-attack-quantization-platform, e.g. {example!r}"
+        + (f" (framework-model-attack-quantization-runtime-platform for a framework's weights on another "
+           f"runtime: {runtimes})" if runtimes else "")
+        + f"; frameworks {sorted({c.framework for c in configs})}, models {sorted({c.model for c in configs})}, "
+        f"attacks {sorted({c.attack for c in configs})}, quantizations ['float', 'int8'], platforms {list(PLATFORMS)}; "
         "markers pc, device, slow, imagenet"
     )
 
@@ -403,21 +407,20 @@ def write_proposal(options: RunOptions, records: list[dict], say) -> bool:
             "a baseline needs every configuration measured")
         return False
     ran = {r["configuration"]: r for r in records}
-    complete = {p for p in PLATFORMS if all(c.id in ran for c in matrix((p,)))}
+    complete = {p for p in PLATFORMS if all(c.id in ran for c in matrix((p,), zoo=options.zoo))}
     platforms = (set(HOST_PLATFORMS) if set(HOST_PLATFORMS) <= complete else set()) | ({"device"} & complete)
     if not platforms:
-        missing = [c.id for c in matrix(HOST_PLATFORMS) if c.id not in ran]
+        missing = [c.id for c in matrix(HOST_PLATFORMS, zoo=options.zoo) if c.id not in ran]
         say(f"baseline NOT proposed: {len(missing)} host configurations did not run (e.g. {missing[0]}); "
             "run the whole `-m pc` matrix (or the whole `-m device` matrix) with --write-thresholds")
         return False
     fp_path = options.run_dir / FINGERPRINT_FILE
     fingerprint = json.loads(fp_path.read_text())
-    fingerprint["artifacts"] = {f"{r['framework']}-{r['model']}-{r['quantization']}": r["artifact_key"]
-                                for r in records if r.get("artifact_key")}
+    fingerprint["artifacts"] = {_artifact_name(r): r["artifact_key"] for r in records if r.get("artifact_key")}
     old = options.baseline
     if old is None and options.thresholds_path.is_file():
         try:  # the live file, even measured on something else, keeps the platforms this run did not cover
-            old = gating.load_baseline(options.thresholds_path, [c.id for c in matrix()], options.zoo,
+            old = gating.load_baseline(options.thresholds_path, [c.id for c in matrix(zoo=options.zoo)], options.zoo,
                                        options.profile_name)
         except gating.ThresholdError:
             old = None
@@ -438,6 +441,12 @@ def write_proposal(options: RunOptions, records: list[dict], say) -> bool:
     return True
 
 
+def _artifact_name(record: dict) -> str:
+    """``framework-model-quantization`` of a converted file, ``-runtime`` added for a non-native runtime."""
+    runtime = Configuration.parse(record["configuration"]).runtime
+    return "-".join([record["framework"], record["model"], record["quantization"]] + ([runtime] if runtime else []))
+
+
 def write_record(options: RunOptions, record: dict) -> Path:
     path = options.records_dir / f"{record['configuration']}.json"
     atomic_write(path, json.dumps(record))
@@ -448,7 +457,8 @@ def write_error_record(options: RunOptions, config: Configuration, exc: BaseExce
     """A configuration that raised: its record says so (the report lists it as an error)."""
     return write_record(options, {"configuration": config.id, "framework": config.framework, "model": config.model,
                                   "attack": config.attack, "quantization": config.quantization,
-                                  "platform": config.platform, "zoo": options.zoo, "profile": options.profile_name,
+                                  "platform": config.platform, "runtime": config.deployed_runtime,
+                                  "zoo": options.zoo, "profile": options.profile_name,
                                   "error": f"{type(exc).__name__}: {exc}", "traceback": trace[-4000:],
                                   "passed": False})
 
