@@ -81,3 +81,26 @@ def test_a_zoo_naming_an_unknown_runtime_is_a_zoo_error(monkeypatch):
     monkeypatch.setattr(mini, "RUNTIMES", {"pytorch": ("executorch",)}, raising=False)
     with pytest.raises(ZooError, match="zoo 'mini': unknown runtime 'executorch' for pytorch"):
         registry.deployments("mini")
+
+
+@pytest.mark.slow
+def test_pytorch_weights_on_litert_are_a_configuration_of_the_study():
+    """A 6-part case runs end to end: converted by litert-torch, run by the project's LiteRT
+    runtime, judged against the same PC model and samples as the lite interpreter's case."""
+    from harness.attack.profiles import load_profile
+    from harness.cache import ArtifactCache
+    from harness.study import Study
+
+    study = Study("mini", load_profile("default"), ArtifactCache(log=lambda m: None), log=lambda m: None)
+    try:
+        lite = study.evaluate(Configuration.parse("pytorch-mobilenet_v2-fgsm-float-litert-mobile"))
+        native = study.evaluate(Configuration.parse("pytorch-mobilenet_v2-fgsm-float-mobile"))
+    finally:
+        study.close()
+    assert lite["configuration"] == "pytorch-mobilenet_v2-fgsm-float-litert-mobile" and lite["runtime"] == "litert"
+    assert native["runtime"] == "torch_lite" and native["configuration"] == "pytorch-mobilenet_v2-fgsm-float-mobile"
+    assert lite["sample_ids"] == native["sample_ids"]
+    assert lite["artifact_key"] != native["artifact_key"]
+    assert lite["versions"]["converter"]["litert_torch"] == "0.10.0" and "litert" in lite["versions"]["runtime"]
+    assert lite["agreement_with_pc"] == 1.0 and lite["max_abs_logit_diff"] < 1e-3
+    assert lite["per_sample_success"] == native["per_sample_success"]  # float: the same classifier

@@ -163,7 +163,8 @@ def _io_details(path: Path, spec: ModelSpec, quantization: str) -> dict:
     try:
         interpreter = Interpreter(model_path=str(path))
     except (ValueError, RuntimeError) as exc:
-        raise ConversionError(f"{spec.id}: litert-torch {quantization} file {path} does not load in LiteRT ({exc})") from exc
+        raise ConversionError(
+            f"{spec.id}: litert-torch {quantization} file {path} does not load in LiteRT ({exc})") from exc
     inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
     if len(inputs) != 1 or len(outputs) != 1:
         raise ConversionError(f"{spec.id}: litert-torch {quantization} file {path} has {len(inputs)} inputs and "
@@ -289,7 +290,8 @@ def _convert(job: dict) -> dict:
     sample = (torch.zeros([2, *job["sample_shape"][1:]], dtype=torch.float32),)
     dynamic = ({0: torch.export.Dim("batch", min=1, max=4096)},)
     exported = torch.export.export(wrapped, sample, dynamic_shapes=dynamic).module()
-    facts: dict = {"global_pools_as_means": pools, "reshapes_with_inferred_batch": _reshapes_with_inferred_batch(exported),
+    facts: dict = {"global_pools_as_means": pools,
+                   "reshapes_with_inferred_batch": _reshapes_with_inferred_batch(exported),
                    "means_without_kept_dims": _means_without_kept_dims(exported)}
     if job["quantization"] == "int8":
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e

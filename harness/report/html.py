@@ -14,7 +14,8 @@ from html import escape
 from typing import Any, Iterable, Mapping, Sequence
 
 from harness.report.figures import ReportFigure
-from harness.report.records import (ATTACK_NAMES, MODEL_NAMES, PLATFORM_NAMES, axis_values, framework_name, runtime_axis)
+from harness.report.records import (ATTACK_NAMES, MODEL_NAMES, PLATFORM_NAMES, axis_values, framework_name,
+                                    runtime_axis)
 from harness.report.stats import format_a, format_p, format_pct, format_pp
 
 CSS = """

@@ -45,8 +45,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 from scipy import stats as _sp
 
-from harness.report.records import (ATTACK_NAMES, MODEL_NAMES, axis_values, config_id,
-                                    framework_name, success_rate, validate_records, identity, runtime_axis)
+from harness.report.records import (ATTACK_NAMES, MODEL_NAMES, axis_values, config_id, framework_name, identity,
+                                    runtime_axis, success_rate, validate_records)
 
 ALPHA = 0.05
 CONFIDENCE = 0.95

@@ -114,7 +114,8 @@ def test_a_module_that_cannot_reach_the_child_is_a_conversion_error(tmp_path):
             return x.mean(dim=(2, 3))
 
     spec = ModelSpec("test", "pytorch", "local", 32, 3, normalization_for("pytorch", "mobilenet_v2"))
-    with pytest.raises(ConversionError, match=r"^test/pytorch/local: litert-torch float conversion failed: .*torch\.save"):
+    expected = r"^test/pytorch/local: litert-torch float conversion failed: .*torch\.save"
+    with pytest.raises(ConversionError, match=expected):
         convert(zoo_model_from_module(spec, Local()), "float", cache=ArtifactCache(tmp_path, log=lambda m: None),
                 format="tflite")
 
