@@ -1,4 +1,4 @@
-"""The study: every framework x model x attack x quantization x platform configuration.
+"""The study: every framework x model x attack x quantization x (runtime x) platform configuration.
 
 :class:`Study` is what the pytest layer holds. It builds each piece once per process
 (models, sample selection, calibration set, conversions, adversarial sets, runtimes)
@@ -31,6 +31,7 @@ from harness.data.dataset import ImageDataset
 from harness.data.sources import StudySource
 from harness.runtime.base import check_finite
 from harness.zoo import registry
+from harness.zoo.base import NATIVE_RUNTIMES, RUNTIME_FORMATS
 
 QUANTIZATIONS = ("float", "int8")
 PLATFORMS = ("pc", "mobile", "arm64", "device")
@@ -45,27 +46,74 @@ EMULATED_PLATFORMS = ("arm64",)
 
 @dataclass(frozen=True)
 class Configuration:
+    """One case. ``runtime`` names the mobile runtime that runs the converted file
+    (:data:`RUNTIME_FORMATS`: ``litert`` runs ``.tflite``, ``torch_lite`` runs ``.ptl``);
+    None is the framework's native one (TensorFlow -> LiteRT, PyTorch -> the lite
+    interpreter), and naming the native one is the same as None. The ``pc`` platform runs
+    the framework itself and has no runtime.
+
+    The id is ``framework-model-attack-quantization-platform`` for the native runtime (the
+    paper's cases keep the ids the committed baselines use) and
+    ``framework-model-attack-quantization-runtime-platform`` otherwise.
+    """
+
     framework: str
     model: str
     attack: str
     quantization: str
     platform: str
+    runtime: str | None = None
+
+    def __post_init__(self) -> None:
+        for field_name in ("framework", "model", "attack", "quantization", "platform", "runtime"):
+            value = getattr(self, field_name)
+            if value is not None and (not isinstance(value, str) or not value or "-" in value):
+                raise ValueError(f"configuration {field_name} {value!r} must be a non-empty name without '-'")
+        if self.runtime is None:
+            return
+        if self.runtime not in RUNTIME_FORMATS:
+            raise ValueError(f"unknown runtime {self.runtime!r}; expected one of {tuple(RUNTIME_FORMATS)}")
+        if self.platform == "pc":
+            raise ValueError(f"platform pc runs the {self.framework} model itself and has no runtime "
+                             f"(asked for {self.runtime!r})")
+        if self.runtime == NATIVE_RUNTIMES.get(self.framework):
+            object.__setattr__(self, "runtime", None)  # the native runtime is the 5-part id
+
+    @property
+    def deployed_runtime(self) -> str | None:
+        """The runtime that runs this case's file: the named one or the native one; None on pc."""
+        if self.platform == "pc":
+            return None
+        return self.runtime or NATIVE_RUNTIMES[self.framework]
 
     @property
     def id(self) -> str:
-        return f"{self.framework}-{self.model}-{self.attack}-{self.quantization}-{self.platform}"
+        if self.runtime is None:
+            return f"{self.framework}-{self.model}-{self.attack}-{self.quantization}-{self.platform}"
+        return f"{self.framework}-{self.model}-{self.attack}-{self.quantization}-{self.runtime}-{self.platform}"
 
     @classmethod
     def parse(cls, config_id: str) -> "Configuration":
         parts = config_id.split("-")
-        if len(parts) != 5:
-            raise ValueError(f"configuration id {config_id!r} must be framework-model-attack-quantization-platform")
-        return cls(*parts)
+        if len(parts) == 5:
+            return cls(*parts)
+        if len(parts) == 6:
+            f, m, a, q, r, p = parts
+            return cls(f, m, a, q, p, r)
+        raise ValueError(f"configuration id {config_id!r} must be framework-model-attack-quantization-platform "
+                         "or framework-model-attack-quantization-runtime-platform")
+
+
+def runtime_format(framework: str, runtime: str | None) -> str:
+    """The model file format ``runtime`` runs (None: the framework's native runtime)."""
+    return RUNTIME_FORMATS[runtime or NATIVE_RUNTIMES[framework]]
 
 
 def matrix(platforms=PLATFORMS, attacks=None, zoo: str = "mini") -> list[Configuration]:
     """The paper's matrix over the zoo's models (the mini and imagenet zoos hold the paper's
-    six): PC runs the float model only; mobile platforms run float and int8.
+    six): PC runs the float model only; mobile platforms run float and int8, on every runtime
+    the zoo deploys the model to (:func:`harness.zoo.registry.deployments`; the paper's zoos:
+    the framework's native runtime only).
 
     ``attacks``: the attack names to run (a profile's ``attack_names``), or None for every
     registered attack; either way in registry order, so the case ids do not depend on how
@@ -80,8 +128,9 @@ def matrix(platforms=PLATFORMS, attacks=None, zoo: str = "mini") -> list[Configu
     # Registry order, transfer attacks first; a direct attack queries a deployed model, so it has no pc case.
     attacks = [a for a in known if a in set(attacks)] + [DIRECT_PREFIX + a for a in known if a in set(direct)]
     return [
-        Configuration(f, m, a, q, p)
-        for p in platforms for f, m in registry.combinations(zoo) for a in attacks for q in QUANTIZATIONS
+        Configuration(f, m, a, q, p, None if p == "pc" else r)
+        for p in platforms for f, m, runtimes in registry.deployments(zoo) for a in attacks for q in QUANTIZATIONS
+        for r in (runtimes[:1] if p == "pc" else runtimes)
         if not (p == "pc" and (q == "int8" or is_direct(a)))
     ]
 
@@ -171,28 +220,35 @@ class Study:
         return self._images[key]
 
     # -- artefacts -------------------------------------------------------------------------
+    def conversion(self, framework: str, name: str, quantization: str, runtime: str | None = None):
+        """The converted file ``runtime`` runs (None: the framework's native runtime)."""
+        return self._conversion(framework, name, quantization, runtime_format(framework, runtime))
+
     @functools.cache
-    def conversion(self, framework: str, name: str, quantization: str):
+    def _conversion(self, framework: str, name: str, quantization: str, fmt: str):
         from harness.convert import convert
 
         calibration = self.calibration(framework, name) if quantization == "int8" else None
-        return convert(self.model(framework, name), quantization, calibration, self.cache)
+        return convert(self.model(framework, name), quantization, calibration, self.cache, format=fmt)
 
     @functools.cache
     def adversarial_set(self, framework: str, name: str, attack: str) -> AdversarialSet:
         return generate_set(self.model(framework, name), attack, self.profile, self.evaluation(framework, name),
                             self.cache, self.log)
 
-    def runtime(self, framework: str, name: str, quantization: str, platform: str):
+    def runtime(self, framework: str, name: str, quantization: str, platform: str, runtime: str | None = None):
         from harness.runtime import open_runtime
 
-        key = (framework, name, quantization, platform)
+        if platform == "pc":
+            runtime = None
+        fmt = None if platform == "pc" else runtime_format(framework, runtime)
+        key = (framework, name, quantization, platform, fmt)
         if key not in self._runtimes:
             model = self.model(framework, name)
             if platform == "pc" and quantization == "float":
                 self._runtimes[key] = open_runtime("pc", model, threads=self.threads)
             else:
-                artifact = self.conversion(framework, name, quantization)
+                artifact = self.conversion(framework, name, quantization, runtime)
                 options = {"cache": self.cache, "log": self.log} if platform in RUNNER_PLATFORMS else {}
                 if platform == "device":
                     options["serial"] = self.device_serial
@@ -225,26 +281,35 @@ class Study:
         return False
 
     # -- measurements ------------------------------------------------------------------------
+    def _clean(self, framework: str, name: str, quantization: str, platform: str, runtime: str | None = None):
+        fmt = None if platform == "pc" else runtime_format(framework, runtime)
+        return self._clean_of(framework, name, quantization, platform, fmt)
+
     @functools.cache
-    def _clean(self, framework: str, name: str, quantization: str, platform: str):
+    def _clean_of(self, framework: str, name: str, quantization: str, platform: str, fmt: str | None):
         from harness.metrics.measure import measure
 
+        runtime = _runtime_of(framework, fmt)
         rows = self.rows(platform)
         reference = None
         if (quantization, platform) != ("float", "pc"):
             reference = self._clean(framework, name, "float", "pc").logits[rows]
-        runtime = self.runtime(framework, name, quantization, platform)
-        size = None if platform == "pc" else self.conversion(framework, name, quantization).size_bytes
+        size = None if platform == "pc" else self.conversion(framework, name, quantization, runtime).size_bytes
+        runtime = self.runtime(framework, name, quantization, platform, runtime)
         samples = self.evaluation(framework, name)
         if rows != slice(None):
             samples = samples.select(samples.ids[rows])
         return measure(runtime, samples, reference, file_size_bytes=size)
 
+    def _adversarial_logits(self, framework, name, attack, quantization, platform, runtime=None):
+        """Logits of ``platform`` (and ``runtime``) on the adversarial set (its rows), and the seconds it took."""
+        fmt = None if platform == "pc" else runtime_format(framework, runtime)
+        return self._adversarial_logits_of(framework, name, attack, quantization, platform, fmt)
+
     @functools.cache
-    def _adversarial_logits(self, framework, name, attack, quantization, platform):
-        """Logits of ``platform`` on the adversarial set (its rows), and the seconds it took."""
+    def _adversarial_logits_of(self, framework, name, attack, quantization, platform, fmt):
         adv = self.adversarial_set(framework, name, attack)
-        runtime = self.runtime(framework, name, quantization, platform)
+        runtime = self.runtime(framework, name, quantization, platform, _runtime_of(framework, fmt))
         start = time.perf_counter()
         logits = runtime.predict_logits(adv.images[self.rows(platform)])
         seconds = time.perf_counter() - start
@@ -263,7 +328,7 @@ class Study:
                   and not is_direct(c.attack)]
         by_backend: dict = {}
         for c in wanted:
-            runtime = self.runtime(c.framework, c.model, c.quantization, c.platform)
+            runtime = self.runtime(c.framework, c.model, c.quantization, c.platform, c.runtime)
             if not isinstance(runtime, RunnerRuntime):
                 continue
             rows = self.rows(c.platform)
@@ -275,7 +340,8 @@ class Study:
         self._prefetched.update(c.id for c in wanted)
 
     @functools.cache
-    def direct_result(self, framework: str, name: str, attack: str, quantization: str, platform: str):
+    def direct_result(self, framework: str, name: str, attack: str, quantization: str, platform: str,
+                      runtime: str | None = None):
         """The direct attack ``attack`` (``direct_<name>``) run against this deployment on its
         platform, on the same samples the transferred PNGs hold (cached as an artefact)."""
         from harness.attack.direct import direct_attack  # noqa: F401  (imported here: it pulls in Foolbox)
@@ -284,7 +350,7 @@ class Study:
         rows = self.rows(platform, attack)
         if rows != slice(None):
             samples = samples.select(samples.ids[rows])
-        runtime = self.runtime(framework, name, quantization, platform)
+        runtime = self.runtime(framework, name, quantization, platform, runtime)
         return direct_attack(runtime, samples, attack[len(DIRECT_PREFIX):], self.profile.attack_params(attack),
                              self.profile.seed, self.cache, self.log)
 
@@ -293,18 +359,19 @@ class Study:
         (queries, seconds, distances) and the PC model's answers on the same images."""
         from harness.attack.direct import attack_versions
 
-        f, n, a, q, p = config.framework, config.model, config.attack, config.quantization, config.platform
-        result = self.direct_result(f, n, a, q, p)
+        f, n, a, q, p, r = (config.framework, config.model, config.attack, config.quantization, config.platform,
+                            config.runtime)
+        result = self.direct_result(f, n, a, q, p, r)
         rows = self.rows(p, a)
         evaluation = self.evaluation(f, n)
         if not np.array_equal(result.ids, evaluation.ids[rows]):
             raise RuntimeError(f"{result.path}: the direct attack's samples are not the evaluation samples in order")
-        clean = self._clean(f, n, q, p)
+        clean = self._clean(f, n, q, p, r)
         clean_rows = slice(0, len(result.ids))  # _clean covers rows(p), a prefix that holds these
         pc_clean = self._clean(f, n, "float", "pc").predictions[rows]
         pc = self.runtime(f, n, "float", "pc")
         pc_predictions = check_finite(pc.predict_logits(result.adversarials), f"{pc.where} on {result.path}").argmax(axis=1)
-        runtime = self.runtime(f, n, q, p)
+        runtime = self.runtime(f, n, q, p, r)
         model = self.model(f, n)
         success = result.success
         totals = result.totals
@@ -312,6 +379,7 @@ class Study:
         record = {
             "configuration": config.id,
             "framework": f, "model": n, "attack": a, "quantization": q, "platform": p,
+            "runtime": config.deployed_runtime,
             "zoo": self.zoo, "profile": self.profile.name,
             "n_samples": int(len(result.ids)),
             "success_rate": float(success.mean()),
@@ -337,7 +405,7 @@ class Study:
             "per_sample_clean_agreement": [bool(x) for x in clean.predictions[clean_rows] == pc_clean],
             "per_sample_adversarial_agreement": [bool(x) for x in result.predictions == pc_predictions],
             "adversarial_pngs": str(result.path),
-            "artifact_key": self.conversion(f, n, q).key,
+            "artifact_key": self.conversion(f, n, q, r).key,
             "direct": {
                 "attack": a[len(DIRECT_PREFIX):], "params": dict(result.params), "kind": result.kind,
                 "queries": [int(x) for x in result.queries], "l2": [float(x) for x in result.l2],
@@ -351,7 +419,7 @@ class Study:
                 "identity": result.identity, "cached": bool(result.cached),
             },
         }
-        converted = self.conversion(f, n, q)
+        converted = self.conversion(f, n, q, r)
         record["versions"] = {
             "framework": {}, "runtime": _host_runtime_versions(converted.format),
             "converter": dict(converted.artifact.metadata.get("versions", {})),
@@ -365,23 +433,25 @@ class Study:
         if is_direct(config.attack):
             return self._evaluate_direct(config)
         f, n, a, q, p = config.framework, config.model, config.attack, config.quantization, config.platform
+        r = config.runtime
         adv = self.adversarial_set(f, n, a)
         rows = self.rows(p)
         ids, labels = adv.ids[rows], adv.labels[rows]
         if not np.array_equal(ids, self.evaluation(f, n).ids[rows]):
             raise RuntimeError(f"{adv.path}: the set's samples are not the evaluation samples in order")
-        logits, seconds = self._adversarial_logits(f, n, a, q, p)
+        logits, seconds = self._adversarial_logits(f, n, a, q, p, r)
         predictions = logits.argmax(axis=1)
         pc_predictions = self._adversarial_logits(f, n, a, "float", "pc")[0].argmax(axis=1)[rows]
         success = predictions != labels
         pc_success = pc_predictions != labels
-        clean = self._clean(f, n, q, p)
+        clean = self._clean(f, n, q, p, r)
         pc_clean = self._clean(f, n, "float", "pc").predictions[rows]
-        runtime = self.runtime(f, n, q, p)
+        runtime = self.runtime(f, n, q, p, r)
         model = self.model(f, n)
         record = {
             "configuration": config.id,
             "framework": f, "model": n, "attack": a, "quantization": q, "platform": p,
+            "runtime": config.deployed_runtime,
             "zoo": self.zoo, "profile": self.profile.name,
             "n_samples": int(len(ids)),
             "success_rate": float(success.mean()),
@@ -410,7 +480,7 @@ class Study:
             "per_sample_clean_agreement": [bool(x) for x in clean.predictions == pc_clean],
             "per_sample_adversarial_agreement": [bool(x) for x in predictions == pc_predictions],
             "adversarial_pngs": str(adv.path / "png"),
-            "artifact_key": None if (q, p) == ("float", "pc") else self.conversion(f, n, q).key,
+            "artifact_key": None if (q, p) == ("float", "pc") else self.conversion(f, n, q, r).key,
         }
         if p in RUNNER_PLATFORMS:
             record.update(self._runner_facts(config, logits, clean))
@@ -419,7 +489,7 @@ class Study:
         # file's metadata), the runtime that ran it, and this machine's settings.
         attack_versions = dict(adv.sidecar.get("versions", {}))
         framework_keys = ("torch",) if f == "pytorch" else ("tensorflow", "keras")
-        converted = None if p == "pc" else self.conversion(f, n, q)
+        converted = None if p == "pc" else self.conversion(f, n, q, r)
         record["versions"] = {
             "framework": {k: attack_versions[k] for k in framework_keys if k in attack_versions},
             "runtime": (record["runtime_versions"] if "runtime_versions" in record
@@ -438,8 +508,9 @@ class Study:
         runtime on the same file and the same images (the host-vs-ARM table)."""
         from harness.runtime.remote import job_timing
 
-        f, n, a, q, p = config.framework, config.model, config.attack, config.quantization, config.platform
-        runtime = self.runtime(f, n, q, p)
+        f, n, a, q, p, r = (config.framework, config.model, config.attack, config.quantization, config.platform,
+                            config.runtime)
+        runtime = self.runtime(f, n, q, p, r)
         rows = self.rows(p)
         result = runtime.backend.run([runtime.request(self.adversarial_set(f, n, a).images[rows])])[0]
         clean_result = runtime.backend.run([runtime.request(self.evaluation(f, n).images[rows])])[0]
@@ -447,9 +518,9 @@ class Study:
             if isinstance(r, Exception):
                 raise r
         timing = job_timing(result)
-        host_logits = self._adversarial_logits(f, n, a, q, "mobile")[0][rows]
-        host_clean = self._clean(f, n, q, "mobile").logits[rows]
-        host = self.runtime(f, n, q, "mobile")
+        host_logits = self._adversarial_logits(f, n, a, q, "mobile", r)[0][rows]
+        host_clean = self._clean(f, n, q, "mobile", r).logits[rows]
+        host = self.runtime(f, n, q, "mobile", r)
         host_versions = _host_runtime_versions(runtime.format)
         arm_versions = {k: v for k, v in result.versions.items() if k in host_versions}
         return {
@@ -470,7 +541,7 @@ class Study:
                 "clean": _agreement(clean.logits, host_clean),
                 "adversarial": _agreement(logits, host_logits),
                 "arm_seconds_per_image": timing["seconds_per_image"],
-                "host_seconds_per_image": self._clean(f, n, q, "mobile").seconds_per_image,
+                "host_seconds_per_image": self._clean(f, n, q, "mobile", r).seconds_per_image,
                 "arm_timing": "emulated" if result.transport.get("emulated") else "measured on the device",
             },
         }
@@ -506,6 +577,13 @@ class Study:
         for runtime in self._runtimes.values():
             runtime.close()
         self._runtimes.clear()
+
+
+def _runtime_of(framework: str, fmt: str | None) -> str | None:
+    """The runtime name that runs ``fmt`` files of ``framework``'s models (None: native, or pc)."""
+    if fmt is None or fmt == runtime_format(framework, None):
+        return None
+    return next(r for r, f in RUNTIME_FORMATS.items() if f == fmt)
 
 
 def _agreement(subject: np.ndarray, reference: np.ndarray) -> dict:

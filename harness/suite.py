@@ -268,12 +268,15 @@ def check_selection(config, items) -> None:
         return
     configurations = config.harness_run.matrix()
     example = configurations[0].id
+    runtimes = sorted({c.runtime for c in configurations if c.runtime})
     raise pytest.UsageError(
         f"no test case matches -k {config.option.keyword!r} -m {config.option.markexpr!r}. Matrix case ids are "
-        f"framework-model-attack-quantization-platform, e.g. {example!r}; frameworks "
-        f"{sorted({c.framework for c in configurations})}, models {sorted({c.model for c in configurations})}, "
-        f"attacks {list(dict.fromkeys(c.attack for c in configurations))} (profile "
-        f"{config.harness_run.profile_name}), quantizations ['float', 'int8'], platforms {list(PLATFORMS)}; "
+        f"framework-model-attack-quantization-platform, e.g. {example!r}"
+        + (f" (framework-model-attack-quantization-runtime-platform for a framework's weights on another "
+           f"runtime: {runtimes})" if runtimes else "")
+        + f"; frameworks {sorted({c.framework for c in configurations})}, models "
+        f"{sorted({c.model for c in configurations})}, attacks {list(dict.fromkeys(c.attack for c in configurations))} "
+        f"(profile {config.harness_run.profile_name}), quantizations ['float', 'int8'], platforms {list(PLATFORMS)}; "
         "markers pc, device, slow, imagenet"
     )
 
@@ -432,8 +435,7 @@ def write_proposal(options: RunOptions, records: list[dict], say) -> bool:
         return False
     fp_path = options.run_dir / FINGERPRINT_FILE
     fingerprint = json.loads(fp_path.read_text())
-    fingerprint["artifacts"] = {f"{r['framework']}-{r['model']}-{r['quantization']}": r["artifact_key"]
-                                for r in records if r.get("artifact_key")}
+    fingerprint["artifacts"] = {_artifact_name(r): r["artifact_key"] for r in records if r.get("artifact_key")}
     old = options.baseline
     if old is None and options.thresholds_path.is_file():
         try:  # the live file, even measured on something else, keeps the platforms this run did not cover
@@ -458,6 +460,12 @@ def write_proposal(options: RunOptions, records: list[dict], say) -> bool:
     return True
 
 
+def _artifact_name(record: dict) -> str:
+    """``framework-model-quantization`` of a converted file, ``-runtime`` added for a non-native runtime."""
+    runtime = Configuration.parse(record["configuration"]).runtime
+    return "-".join([record["framework"], record["model"], record["quantization"]] + ([runtime] if runtime else []))
+
+
 def write_record(options: RunOptions, record: dict) -> Path:
     path = options.records_dir / f"{record['configuration']}.json"
     atomic_write(path, json.dumps(record))
@@ -468,7 +476,8 @@ def write_error_record(options: RunOptions, config: Configuration, exc: BaseExce
     """A configuration that raised: its record says so (the report lists it as an error)."""
     return write_record(options, {"configuration": config.id, "framework": config.framework, "model": config.model,
                                   "attack": config.attack, "quantization": config.quantization,
-                                  "platform": config.platform, "zoo": options.zoo, "profile": options.profile_name,
+                                  "platform": config.platform, "runtime": config.deployed_runtime,
+                                  "zoo": options.zoo, "profile": options.profile_name,
                                   "error": f"{type(exc).__name__}: {exc}", "traceback": trace[-4000:],
                                   "passed": False})
 

@@ -4,24 +4,29 @@
     artefact = convert(zoo_model, "int8", calibration_set, cache)
     artefact.path, artefact.size_bytes, artefact.options
 
-One interface, one converter per framework (:mod:`harness.convert.tflite`,
-:mod:`harness.convert.torch_mobile`); a new format registers another converter.
+One interface, one converter per (framework, format): Keras -> ``.tflite``
+(:mod:`harness.convert.tflite`), PyTorch -> ``.ptl`` (:mod:`harness.convert.torch_mobile`)
+and PyTorch -> ``.tflite`` through litert-torch (:mod:`harness.convert.torch_litert`);
+``convert(..., format=None)`` picks the framework's native format. A new format
+registers another converter.
 """
 
 from harness.convert.base import (
     CONVERTER_SOURCES,
     QUANTIZATIONS,
     ConversionError,
+    NATIVE_FORMATS,
     MobileArtifact,
     calibration_inputs,
     convert,
     converter_for,
     converter_source_digest,
+    native_format,
     register_converter,
 )
 from harness.convert.weights import module_digest, zoo_model_from_module
 
 __all__ = [
-    "CONVERTER_SOURCES", "QUANTIZATIONS", "ConversionError", "MobileArtifact", "calibration_inputs",
-    "convert", "converter_source_digest", "converter_for", "register_converter", "module_digest", "zoo_model_from_module",
+    "CONVERTER_SOURCES", "NATIVE_FORMATS", "QUANTIZATIONS", "ConversionError", "MobileArtifact", "calibration_inputs",
+    "convert", "converter_source_digest", "converter_for", "native_format", "register_converter", "module_digest", "zoo_model_from_module",
 ]

@@ -1,7 +1,9 @@
 """The conversion stage's interface: a PC model in, a cached mobile model file out.
 
-``convert(model, quantization, calibration, cache)`` picks the framework's converter
-(:mod:`harness.convert.tflite`, :mod:`harness.convert.torch_mobile`), derives the
+``convert(model, quantization, calibration, cache, format=None)`` picks the converter
+for the model's framework and the asked format (None: the framework's native one;
+:mod:`harness.convert.tflite`, :mod:`harness.convert.torch_mobile`,
+:mod:`harness.convert.torch_litert`), derives the
 artefact's key from everything that changes the file's bytes, and asks the cache for
 it: a hit returns the verified file without converting; a miss converts into the
 cache atomically. int8 is post-training static quantization calibrated on the given
@@ -97,28 +99,44 @@ class MobileArtifact:
         }
 
 
-_CONVERTERS: dict[str, Converter] = {}
+# Converters by (framework, format): one framework may have several (PyTorch -> .ptl and
+# PyTorch -> .tflite), so a second one for a framework sits beside the first, never over it.
+_CONVERTERS: dict[tuple[str, str], Converter] = {}
+# The format a framework's models convert to when none is named (the paper's pairing).
+NATIVE_FORMATS = {"tensorflow": "tflite", "pytorch": "ptl"}
 
 
 def register_converter(converter: Converter) -> None:
-    _CONVERTERS[converter.framework] = converter
+    _CONVERTERS[(converter.framework, converter.format)] = converter
 
 
-def converter_for(framework: str) -> Converter:
+def native_format(framework: str) -> str:
+    try:
+        return NATIVE_FORMATS[framework]
+    except KeyError:
+        raise ConversionError(f"no native mobile format for framework {framework!r}; have {sorted(NATIVE_FORMATS)}") from None
+
+
+def converter_for(framework: str, format: str | None = None) -> Converter:
+    """The converter from ``framework`` to ``format`` (None: the framework's native format)."""
     if not _CONVERTERS:
         _register_builtin()
+    fmt = format if format is not None else native_format(framework)
     try:
-        return _CONVERTERS[framework]
+        return _CONVERTERS[(framework, fmt)]
     except KeyError:
-        raise ConversionError(f"no converter for framework {framework!r}; have {sorted(_CONVERTERS)}") from None
+        have = ", ".join(f"{f} -> .{x}" for f, x in sorted(_CONVERTERS))
+        raise ConversionError(f"no converter from {framework!r} to {fmt!r}; have {have}") from None
 
 
 def _register_builtin() -> None:
     from harness.convert.tflite import TFLiteConverter
+    from harness.convert.torch_litert import LiteRTTorchConverter
     from harness.convert.torch_mobile import TorchMobileConverter
 
     register_converter(TFLiteConverter())
     register_converter(TorchMobileConverter())
+    register_converter(LiteRTTorchConverter())
 
 
 def calibration_inputs(spec: ModelSpec, calibration: ImageDataset | None, size: int | None) -> tuple[ImageDataset, np.ndarray]:
@@ -174,11 +192,14 @@ def key_parts(model: ZooModel, quantization: str, converter: Converter, options:
 
 
 def convert(model: ZooModel, quantization: str, calibration: ImageDataset | None = None,
-            cache: ArtifactCache | None = None, calibration_size: int | None = None) -> MobileArtifact:
+            cache: ArtifactCache | None = None, calibration_size: int | None = None,
+            format: str | None = None) -> MobileArtifact:
     """The mobile model for ``model`` at ``quantization``, from the cache or freshly converted.
 
     ``calibration`` (int8 only; ignored for float) are uint8 images at the model's input
     size; ``calibration_size`` keeps the first N of them (the paper uses 1,000).
+    ``format``: the mobile file's format (``tflite``, ``ptl``); None is the framework's
+    native one (TensorFlow -> ``.tflite``, PyTorch -> ``.ptl``).
     """
     if quantization not in QUANTIZATIONS:
         raise ConversionError(f"unknown quantization {quantization!r}; expected one of {QUANTIZATIONS}")
@@ -188,7 +209,7 @@ def convert(model: ZooModel, quantization: str, calibration: ImageDataset | None
             "harness.convert.weights.zoo_model_from_module"
         )
     cache = cache if cache is not None else ArtifactCache()
-    converter = converter_for(model.spec.framework)
+    converter = converter_for(model.spec.framework, format)
     inputs = None
     if quantization == "int8":
         calibration, inputs = calibration_inputs(model.spec, calibration, calibration_size)
@@ -215,4 +236,7 @@ def convert(model: ZooModel, quantization: str, calibration: ImageDataset | None
         }
 
     artifact = cache.get_or_build(kind, parts, build, label=f"{kind} for {model.spec.id}")
-    return MobileArtifact(model.spec, quantization, converter.format, artifact)
+    # A converter whose file takes another input layout than the PC model says so (artifact_spec);
+    # the runtimes read the layout off the artefact's spec.
+    spec = converter.artifact_spec(model.spec) if hasattr(converter, "artifact_spec") else model.spec
+    return MobileArtifact(spec, quantization, converter.format, artifact)

@@ -24,7 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from harness.report.records import (ATTACK_NAMES, MODEL_NAMES, PLATFORM_NAMES, axis_values, framework_name,
-                                    validate_records)
+                                    runtime_axis, validate_records)
 
 MIME = {"png": "image/png", "svg": "image/svg+xml"}
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
@@ -99,7 +99,10 @@ def _grouped_bars(ax, attacks: Sequence[str], series: Sequence[tuple[str, Sequen
 
 
 def _index(records):
-    return {(r["framework"], r["model"], r["attack"], r["quantization"], r["platform"]): r for r in records}
+    """Native-runtime records by (framework, model, attack, quantization, platform); these tables
+    and figures have one column per framework, so a framework's weights on another runtime are left out."""
+    return {(r["framework"], r["model"], r["attack"], r["quantization"], r["platform"]): r for r in records
+            if runtime_axis(r) is None}
 
 
 def success_rate_figure(records: Sequence[Mapping[str, Any]], platform: str, quantization: str,

@@ -14,7 +14,8 @@ from html import escape
 from typing import Any, Iterable, Mapping, Sequence
 
 from harness.report.figures import ReportFigure
-from harness.report.records import (ATTACK_NAMES, MODEL_NAMES, PLATFORM_NAMES, axis_values, framework_name)
+from harness.report.records import (ATTACK_NAMES, MODEL_NAMES, PLATFORM_NAMES, axis_values, framework_name,
+                                    runtime_axis)
 from harness.report.stats import format_a, format_p, format_pct, format_pp
 
 CSS = """
@@ -226,7 +227,10 @@ def _figures(figures: Sequence[ReportFigure]) -> str:
 
 
 def _index(records):
-    return {(r["framework"], r["model"], r["attack"], r["quantization"], r["platform"]): r for r in records}
+    """Native-runtime records by (framework, model, attack, quantization, platform); these tables
+    and figures have one column per framework, so a framework's weights on another runtime are left out."""
+    return {(r["framework"], r["model"], r["attack"], r["quantization"], r["platform"]): r for r in records
+            if runtime_axis(r) is None}
 
 
 def _inference_tables(records: Sequence[Mapping[str, Any]]) -> str:

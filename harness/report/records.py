@@ -1,8 +1,10 @@
 """Result records: the plain dicts the report stage consumes, their ids, order and validation.
 
-One record per configuration (framework x model x attack x quantization x platform).
-:func:`validate_records` checks every record and returns normalised copies, each with
-``config_id`` (``tensorflow-mobilenet_v2-bim-int8-mobile``) and ``success_rate_ci``
+One record per configuration (framework x model x attack x quantization x platform, and
+the mobile runtime where it is not the framework's native one: a record's optional
+``runtime``). :func:`validate_records` checks every record and returns normalised copies,
+each with ``config_id`` (``tensorflow-mobilenet_v2-bim-int8-mobile``, or
+``pytorch-mobilenet_v2-bim-int8-litert-mobile`` for PyTorch weights on LiteRT) and ``success_rate_ci``
 (the Wilson 95% interval) added. Anything wrong raises :class:`RecordError` (a
 ``ValueError``) naming the configuration and the field.
 """
@@ -14,6 +16,8 @@ import numbers
 from typing import Any, Iterable, Iterator, Mapping
 
 from harness.attack import registry as attack_registry
+
+from harness.zoo.base import NATIVE_RUNTIMES
 
 IDENTITY_FIELDS = ("framework", "model", "attack", "quantization", "platform")
 
@@ -85,9 +89,27 @@ class RecordError(ValueError):
     """An invalid result record; the message names the configuration and the field."""
 
 
+def runtime_axis(record: Mapping[str, Any]) -> str | None:
+    """The record's runtime when it is not its framework's native one (None: native, or the PC)."""
+    runtime = record.get("runtime")
+    if runtime is None or record.get("platform") == "pc" or runtime == NATIVE_RUNTIMES.get(record.get("framework")):
+        return None
+    return runtime
+
+
+def identity(record: Mapping[str, Any]) -> tuple:
+    """What tells configurations apart: the identity fields and the non-native runtime (or None)."""
+    return (*(record[k] for k in IDENTITY_FIELDS), runtime_axis(record))
+
+
 def config_id(record: Mapping[str, Any]) -> str:
-    """``framework-model-attack-quantization-platform``; '?' for a missing part."""
-    return "-".join(str(record.get(k, "?")) for k in IDENTITY_FIELDS)
+    """``framework-model-attack-quantization-platform`` for the native runtime, else
+    ``framework-model-attack-quantization-runtime-platform``; '?' for a missing part."""
+    parts = [str(record.get(k, "?")) for k in IDENTITY_FIELDS]
+    runtime = runtime_axis(record)
+    if runtime is not None:
+        parts.insert(4, str(runtime))
+    return "-".join(parts)
 
 
 def framework_name(framework: str, platform: str) -> str:
@@ -106,9 +128,9 @@ def _order_key(axis: str, value: str) -> tuple:
 
 
 def sort_key(record: Mapping[str, Any]) -> tuple:
-    """Platform, framework, model, attack, quantization: the paper's grouping."""
-    return tuple(_order_key(axis, record[axis])
-                 for axis in ("platform", "framework", "model", "attack", "quantization"))
+    """Platform, framework, model, attack, quantization, then runtime (native first): the paper's grouping."""
+    return (*(_order_key(axis, record[axis]) for axis in ("platform", "framework", "model", "attack", "quantization")),
+            (runtime_axis(record) is not None, str(runtime_axis(record) or "")))
 
 
 def _fail(cid: str, field: str, problem: str) -> RecordError:
@@ -144,6 +166,9 @@ def validate_record(record: Mapping[str, Any], index: int = 0) -> dict:
         value = record[field]
         if not isinstance(value, str) or not value or "-" in value:
             raise _fail(cid, field, f"must be a non-empty string without '-', found {value!r}")
+    runtime = record.get("runtime")
+    if runtime is not None and (not isinstance(runtime, str) or not runtime or "-" in runtime):
+        raise _fail(cid, "runtime", f"must be None or a non-empty string without '-', found {runtime!r}")
     if "configuration" in record and record["configuration"] not in (None, cid):
         raise _fail(cid, "configuration", f"says {record['configuration']!r} but the fields give {cid!r}")
 

@@ -45,8 +45,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 from scipy import stats as _sp
 
-from harness.report.records import (ATTACK_NAMES, MODEL_NAMES, axis_values, config_id,
-                                    framework_name, success_rate, validate_records)
+from harness.report.records import (ATTACK_NAMES, MODEL_NAMES, axis_values, config_id, framework_name, identity,
+                                    runtime_axis, success_rate, validate_records)
 
 ALPHA = 0.05
 CONFIDENCE = 0.95
@@ -243,8 +243,8 @@ def _bh(p_values: list[float | None]) -> list[float | None]:
 
 # ----------------------------------------------------------------------------- per configuration
 def _index(records: Iterable[Mapping[str, Any]]) -> dict[tuple, Mapping[str, Any]]:
-    return {tuple(r[k] for k in ("framework", "model", "attack", "quantization", "platform")): r
-            for r in records}
+    """Records by identity: (framework, model, attack, quantization, platform, non-native runtime or None)."""
+    return {identity(r): r for r in records}
 
 
 def _comparison(kind: str, subject: Mapping[str, Any], reference: Mapping[str, Any]) -> dict:
@@ -282,7 +282,7 @@ def compare_platforms(records: Iterable[Mapping[str, Any]], reference_platform: 
             continue
         key = (rec["framework"], rec["model"], rec["attack"])
         for ref_q in dict.fromkeys(("float", rec["quantization"])):
-            ref = idx.get(key + (ref_q, reference_platform))
+            ref = idx.get(key + (ref_q, reference_platform, None))
             if ref is not None:
                 out.append(_comparison("platform", rec, ref))
     for c, p in zip(out, _bh([c["p_value"] for c in out])):
@@ -301,7 +301,7 @@ def compare_quantization(records: Iterable[Mapping[str, Any]], baseline: str = "
     for rec in records:
         if rec["quantization"] == baseline:
             continue
-        ref = idx.get((rec["framework"], rec["model"], rec["attack"], baseline, rec["platform"]))
+        ref = idx.get((rec["framework"], rec["model"], rec["attack"], baseline, rec["platform"], runtime_axis(rec)))
         if ref is not None:
             out.append(_comparison("quantization", rec, ref))
     for c, p in zip(out, _bh([c["p_value"] for c in out])):
@@ -418,7 +418,11 @@ def paired_summary(pairs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
 
 
 def _pairs(records, x_sel: Mapping[str, str], y_sel: Mapping[str, str], keys: Sequence[str]):
-    """Pair records matching x_sel with those matching y_sel on equal ``keys``."""
+    """Pair records matching x_sel with those matching y_sel on equal ``keys``.
+
+    The paper's questions compare frameworks on their native runtimes: records of a
+    framework's weights on another runtime take no part."""
+    records = [r for r in records if runtime_axis(r) is None]
     ys = {tuple(r[k] for k in keys): r for r in records if all(r[f] == v for f, v in y_sel.items())}
     pairs = []
     for r in records:

@@ -12,9 +12,9 @@ Input: 224x224 RGB, ``(pixel - 127) / 128`` (the EfficientNet-Lite convention), 
 resized so the shorter side is 224 and centre-cropped (:data:`GEOMETRY`). Output: 1000
 ImageNet logits, in the class order of ``fixtures/imagenet/imagenet_class_index.json``.
 
-The zoo holds one model in one framework (:data:`COMBINATIONS`). It deploys to the
-PyTorch lite interpreter (``.ptl``) now; :data:`RUNTIMES` also names LiteRT, which its
-conversion through ``litert-torch`` will use.
+The zoo holds one model in one framework (:data:`COMBINATIONS`). It deploys to two mobile
+runtimes (:data:`RUNTIMES`): the PyTorch lite interpreter (``.ptl``) and LiteRT (``.tflite``,
+converted through ``litert-torch``), float and int8 each.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ MODELS = ("efficientnet_lite0",)
 COMBINATIONS = (("pytorch", "efficientnet_lite0"),)
 # The mobile runtimes this zoo's model deploys to: the lite interpreter, and LiteRT through
 # the PyTorch -> LiteRT converter.
-RUNTIMES = ("torch_lite", "litert")
+RUNTIMES = {"pytorch": ("torch_lite", "litert")}
 INPUT_SIZE = 224
 NUM_CLASSES = 1000
 # EfficientNet-Lite's preprocessing: (pixel - 127) / 128, RGB, channels first for PyTorch.

@@ -3,14 +3,18 @@
 A zoo is a module with ``spec(framework, name)``, ``build(framework, name)``,
 ``load(framework, name)`` and ``weights_path(framework, name)``; adding one is adding an
 entry here. A zoo that does not hold every framework x model pair of the paper's matrix
-says which it holds in its own ``COMBINATIONS`` (the ``real`` zoo: one PyTorch model).
+says which it holds in its own ``COMBINATIONS`` (the ``real`` zoo: one PyTorch model). A zoo
+may also say which mobile runtimes its models deploy to, as
+``RUNTIMES = {framework: ("torch_lite", "litert")}`` (names from
+:data:`harness.zoo.base.RUNTIME_FORMATS`); without it each framework's models deploy to their
+native runtime only (:data:`harness.zoo.base.NATIVE_RUNTIMES`).
 """
 
 from __future__ import annotations
 
 import importlib
 
-from harness.zoo.base import FRAMEWORKS, MODELS, ZooError, ZooModel, check_choice
+from harness.zoo.base import FRAMEWORKS, MODELS, NATIVE_RUNTIMES, RUNTIME_FORMATS, ZooError, ZooModel, check_choice
 
 _ZOO_MODULES = {"mini": "harness.zoo.mini", "imagenet": "harness.zoo.imagenet", "real": "harness.zoo.real"}
 ZOOS = tuple(_ZOO_MODULES)
@@ -28,6 +32,23 @@ def combinations(zoo: str) -> list[tuple[str, str]]:
     if declared is not None:
         return [tuple(pair) for pair in declared]
     return [(framework, name) for framework in FRAMEWORKS for name in MODELS]
+
+
+def deployments(zoo: str) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(framework, model, runtimes) for each of the zoo's models: the mobile runtimes it is
+    converted for, the native one first."""
+    module = zoo_module(zoo)
+    declared = getattr(module, "RUNTIMES", {})
+    out = []
+    for framework, name in combinations(zoo):
+        runtimes = tuple(declared.get(framework, ())) or (NATIVE_RUNTIMES[framework],)
+        for runtime in runtimes:
+            if runtime not in RUNTIME_FORMATS:
+                raise ZooError(f"zoo {zoo!r}: unknown runtime {runtime!r} for {framework}; "
+                               f"expected one of {tuple(RUNTIME_FORMATS)}")
+        native = NATIVE_RUNTIMES[framework]
+        out.append((framework, name, tuple(sorted(runtimes, key=lambda r: r != native))))
+    return out
 
 
 def load(zoo: str, framework: str, name: str) -> ZooModel:

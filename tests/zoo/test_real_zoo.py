@@ -45,12 +45,14 @@ def test_spec_registry_and_matrix():
     s = real.spec("pytorch", "efficientnet_lite0")
     assert (s.zoo, s.input_size, s.num_classes, s.normalization.layout) == ("real", 224, 1000, "NCHW")
     assert registry.combinations("real") == [("pytorch", "efficientnet_lite0")]
-    assert "litert" in real.RUNTIMES and "torch_lite" in real.RUNTIMES
+    assert real.RUNTIMES == {"pytorch": ("torch_lite", "litert")}
+    assert registry.deployments("real") == [("pytorch", "efficientnet_lite0", ("torch_lite", "litert"))]
     # the other zoos keep the paper's six models
     assert len(registry.combinations("mini")) == len(registry.combinations("imagenet")) == 6
     ids = [c.id for c in matrix(("pc", "mobile"), load_profile("real").attack_names, "real")]
     assert ids[:3] == ["pytorch-efficientnet_lite0-fgsm-float-pc", "pytorch-efficientnet_lite0-bim-float-pc",
-                       "pytorch-efficientnet_lite0-boundary-float-pc"] and len(ids) == 9
+                       "pytorch-efficientnet_lite0-boundary-float-pc"] and len(ids) == 3 + 3 * 2 * 2
+    assert "pytorch-efficientnet_lite0-bim-int8-litert-mobile" in ids  # the 6-part id of a non-native runtime
     with pytest.raises(ZooError, match="unknown framework of the real zoo 'tensorflow'"):
         real.spec("tensorflow", "efficientnet_lite0")
 

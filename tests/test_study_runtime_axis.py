@@ -1,0 +1,106 @@
+"""The runtime axis: configuration ids with and without a runtime, and the matrix a zoo's deployments give."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.study import Configuration, matrix, runtime_format
+from harness.zoo import mini, registry
+from harness.zoo.base import ZooError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("config_id, runtime", [
+    ("tensorflow-mobilenet_v2-bim-int8-mobile", None),
+    ("pytorch-resnet50-fgsm-float-pc", None),
+    ("pytorch-mobilenet_v2-boundary-int8-litert-arm64", "litert"),
+    ("tensorflow-inception_v3-fgsm-float-torch_lite-mobile", "torch_lite"),
+])
+def test_ids_round_trip_with_five_and_six_parts(config_id, runtime):
+    config = Configuration.parse(config_id)
+    assert config.runtime == runtime
+    assert config.id == config_id
+    assert Configuration.parse(config.id) == config
+
+
+def test_the_native_runtime_is_the_five_part_id():
+    named = Configuration("pytorch", "mobilenet_v2", "bim", "int8", "mobile", "torch_lite")
+    assert named.runtime is None and named.id == "pytorch-mobilenet_v2-bim-int8-mobile"
+    assert named == Configuration("pytorch", "mobilenet_v2", "bim", "int8", "mobile")
+    assert named.deployed_runtime == "torch_lite"
+    assert Configuration.parse("pytorch-mobilenet_v2-bim-int8-torch_lite-mobile").id == named.id
+    assert Configuration("tensorflow", "resnet50", "fgsm", "float", "pc").deployed_runtime is None
+    assert runtime_format("pytorch", None) == "ptl" and runtime_format("pytorch", "litert") == "tflite"
+    assert runtime_format("tensorflow", None) == "tflite"
+
+
+@pytest.mark.parametrize("config_id, message", [
+    ("pytorch-mobilenet_v2-bim-int8", "must be framework-model-attack-quantization-platform or "),
+    ("a-b-c-d-e-f-g", "must be framework-model-attack-quantization-platform or "),
+    ("pytorch-mobilenet_v2-bim-int8-tflite-mobile", "unknown runtime 'tflite'; expected one of"),
+    ("pytorch-mobilenet_v2-bim-float-litert-pc", "platform pc runs the pytorch model itself and has no runtime"),
+    ("pytorch-mobilenet_v2--float-mobile", "configuration attack '' must be a non-empty name"),
+])
+def test_bad_ids_say_what_is_expected(config_id, message):
+    with pytest.raises(ValueError, match=message):
+        Configuration.parse(config_id)
+
+
+def test_default_matrix_keeps_the_committed_baselines_ids():
+    ids = [c.id for c in matrix()]
+    assert len(ids) == len(set(ids)) == 126
+    assert all(c.runtime is None for c in matrix())
+    assert ids == [c.id for c in matrix(zoo="mini")] == [c.id for c in matrix(zoo="imagenet")]
+    baseline = json.loads((REPO / "thresholds" / "mini-default.json").read_text())
+    assert set(baseline["configurations"]) == set(ids)
+
+
+def test_mini_and_imagenet_deploy_natively():
+    for zoo in ("mini", "imagenet"):
+        assert {r for _, _, runtimes in registry.deployments(zoo) for r in runtimes} == {"litert", "torch_lite"}
+        assert all(len(runtimes) == 1 for _, _, runtimes in registry.deployments(zoo))
+
+
+def test_a_zoo_that_deploys_pytorch_to_litert_adds_six_part_cases(monkeypatch):
+    monkeypatch.setattr(mini, "RUNTIMES", {"pytorch": ("litert", "torch_lite")}, raising=False)
+    assert ("pytorch", "resnet50", ("torch_lite", "litert")) in registry.deployments("mini")  # native first
+    configs = matrix(zoo="mini")
+    extra = [c for c in configs if c.runtime is not None]
+    # 3 PyTorch models x 3 attacks x 2 quantizations on each of mobile, arm64, device; the PC has no runtime
+    assert len(extra) == 3 * 3 * 2 * 3 and len(configs) == 126 + len(extra)
+    assert {c.runtime for c in extra} == {"litert"} and {c.platform for c in extra} == {"mobile", "arm64", "device"}
+    assert "pytorch-resnet50-bim-int8-litert-arm64" in {c.id for c in extra}
+    assert [c.id for c in configs if c.runtime is None] == [c.id for c in matrix()]
+
+
+def test_a_zoo_naming_an_unknown_runtime_is_a_zoo_error(monkeypatch):
+    monkeypatch.setattr(mini, "RUNTIMES", {"pytorch": ("executorch",)}, raising=False)
+    with pytest.raises(ZooError, match="zoo 'mini': unknown runtime 'executorch' for pytorch"):
+        registry.deployments("mini")
+
+
+@pytest.mark.slow
+def test_pytorch_weights_on_litert_are_a_configuration_of_the_study():
+    """A 6-part case runs end to end: converted by litert-torch, run by the project's LiteRT
+    runtime, judged against the same PC model and samples as the lite interpreter's case."""
+    from harness.attack.profiles import load_profile
+    from harness.cache import ArtifactCache
+    from harness.study import Study
+
+    study = Study("mini", load_profile("default"), ArtifactCache(log=lambda m: None), log=lambda m: None)
+    try:
+        lite = study.evaluate(Configuration.parse("pytorch-mobilenet_v2-fgsm-float-litert-mobile"))
+        native = study.evaluate(Configuration.parse("pytorch-mobilenet_v2-fgsm-float-mobile"))
+    finally:
+        study.close()
+    assert lite["configuration"] == "pytorch-mobilenet_v2-fgsm-float-litert-mobile" and lite["runtime"] == "litert"
+    assert native["runtime"] == "torch_lite" and native["configuration"] == "pytorch-mobilenet_v2-fgsm-float-mobile"
+    assert lite["sample_ids"] == native["sample_ids"]
+    assert lite["artifact_key"] != native["artifact_key"]
+    assert lite["versions"]["converter"]["litert_torch"] == "0.10.0" and "litert" in lite["versions"]["runtime"]
+    assert lite["agreement_with_pc"] == 1.0 and lite["max_abs_logit_diff"] < 1e-3
+    assert lite["per_sample_success"] == native["per_sample_success"]  # float: the same classifier
