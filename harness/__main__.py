@@ -91,7 +91,12 @@ def main(argv=None) -> int:
     misuse = imagenet_dir_misuse(args.zoo, args.imagenet_dir)
     if misuse:
         parser.error(misuse)
-    user = user_inputs(parser, args)  # noqa: F841  (validated now; the study's wiring of these models comes next)
+    user = user_inputs(parser, args)
+    if user is not None:
+        try:
+            args.zoo = user.activate()  # the run's own models are its zoo
+        except byo.InputError as exc:
+            parser.error(str(exc))
     try:
         profile = load_profile(args.profile or ZOO_PROFILES[args.zoo])
     except ProfileError as exc:
@@ -99,7 +104,7 @@ def main(argv=None) -> int:
     overrides = {k: v for k, v in (("calibration", args.calibration), ("seed", args.seed)) if v is not None}
     profile = dataclasses.replace(profile, **overrides)
     try:
-        source = sources.source_for(args.zoo, args.imagenet_dir)
+        source = user.images if user is not None else sources.source_for(args.zoo, args.imagenet_dir)
     except DataError as exc:  # no folder named, or one that is missing, empty or unlabelled
         parser.error(str(exc))
     missing = registry.missing_weights(args.zoo)
@@ -132,6 +137,10 @@ def main(argv=None) -> int:
         except PlatformUnavailable as exc:
             say(f"platform {platform} skipped: {exc}")
     configurations = matrix(tuple(platforms), profile.attack_names, args.zoo)  # the profile's attacks, registry order
+    if user is not None:
+        user.label_images()  # an unlabelled folder: labelled by the reference model, and the report says so
+        for note in user.notes:
+            say(note)
     study = Study(args.zoo, profile, cache, args.samples, args.threads, log=say, source=source)
     records, skipped = [], []
     try:
@@ -160,6 +169,7 @@ def main(argv=None) -> int:
     from harness.report import writer
 
     run_info = {"run": run_id, "zoo": args.zoo, "profile": profile.to_dict(), "thresholds": str(thresholds),
+                **({"user": user.describe()} if user is not None else {}),
                 "gated": False, "platforms": platforms, "command": "python -m harness " + " ".join(argv or sys.argv[1:])}
     out = writer.write_report(records, run_info, run_dir)
     print(summary_table(records))
@@ -168,7 +178,7 @@ def main(argv=None) -> int:
     print(f"report: {out.report_html}")
     print(f"records: {run_dir / 'records'}")
     zoo_options = "" if args.zoo == "mini" and profile.name == ZOO_PROFILES["mini"] else \
-        f" --zoo {args.zoo} --profile {profile.name}"
+        f" {user.command_options()}" if user is not None else f" --zoo {args.zoo} --profile {profile.name}"
     print(f"thresholds: {thresholds} " + (f"exists; `pytest -m pc{zoo_options}` gates these configurations on it "
                                            "(not done here)" if thresholds.is_file() else
                                            f"does not exist; write it with `pytest -m pc{zoo_options} --write-thresholds`"))

@@ -201,3 +201,24 @@ class UserStudyInputs:
     def describe(self) -> dict:
         return {"models": [m.describe() for m in self.models],
                 "images": None if self.images is None else self.images.describe(), "notes": list(self.notes)}
+
+    def activate(self) -> str:
+        """Register these models as this process's ``user`` zoo (harness.zoo.user_zoo) and return
+        its name; the study then runs them like any zoo."""
+        from harness.zoo import registry
+        from harness.zoo.user_zoo import ZOO, UserZoo
+
+        if self.images is None:
+            raise InputError("--model needs --images DIR: the photos to attack (class sub-folders, a labels.csv, "
+                             "or an unlabelled folder that the reference model labels)")
+        registry.register_run_zoo(ZOO, UserZoo(self))
+        return ZOO
+
+    def command_options(self) -> str:
+        """The options that name these inputs again, for the commands a run suggests."""
+        o = self.options
+        parts = [f"--model {m}" for m in o.models] + [f"--source-model {m}" for m in o.source_models]
+        parts += [f"--card {c}" for c in o.cards]
+        parts += [f"--images {o.images}"] if o.images else []
+        parts += [f"--labels {o.labels}"] if o.labels else []
+        return " ".join(parts)

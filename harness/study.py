@@ -127,11 +127,13 @@ def matrix(platforms=PLATFORMS, attacks=None, zoo: str = "mini") -> list[Configu
         raise attack_registry.UnknownAttack(f"unknown attack {unknown[0]!r}; registered attacks are {list(known)}")
     # Registry order, transfer attacks first; a direct attack queries a deployed model, so it has no pc case.
     attacks = [a for a in known if a in set(attacks)] + [DIRECT_PREFIX + a for a in known if a in set(direct)]
+    keeps = getattr(registry.zoo_module(zoo), "keeps", None)  # a zoo that holds only some cases (user)
     return [
         Configuration(f, m, a, q, p, None if p == "pc" else r)
         for p in platforms for f, m, runtimes in registry.deployments(zoo) for a in attacks for q in QUANTIZATIONS
         for r in (runtimes[:1] if p == "pc" else runtimes)
         if not (p == "pc" and (q == "int8" or is_direct(a)))
+        and (keeps is None or keeps(f, m, is_direct(a), q, p, None if p == "pc" else r))
     ]
 
 
@@ -194,7 +196,15 @@ class Study:
         }
 
         def build(directory: Path) -> dict:
-            chosen = self.source.select(models, self.n_samples, self.profile.seed, progress=self.log)
+            try:
+                chosen = self.source.select(models, self.n_samples, self.profile.seed, progress=self.log)
+            except samples.PoolTooSmall as exc:
+                if self.zoo != "user":
+                    raise
+                # A user's folder is what it is: run on every image the models get right, and say so.
+                self.log(f"  sample selection: {exc.pool_size} of the images qualify, fewer than the profile's "
+                         f"{self.n_samples}: using all {exc.pool_size}")
+                chosen = self.source.select(models, exc.pool_size, self.profile.seed, progress=self.log)
             (directory / "selection.json").write_text(json.dumps(chosen.to_dict(), indent=1) + "\n")
             return {"pool_size": chosen.pool_size}
 
@@ -221,8 +231,22 @@ class Study:
 
     # -- artefacts -------------------------------------------------------------------------
     def conversion(self, framework: str, name: str, quantization: str, runtime: str | None = None):
-        """The converted file ``runtime`` runs (None: the framework's native runtime)."""
+        """The converted file ``runtime`` runs (None: the framework's native runtime); in the user
+        zoo, the user's own file, as given."""
+        given = getattr(registry.zoo_module(self.zoo), "artifact", None)
+        if given is not None:
+            return given(framework, name, quantization, runtime)
         return self._conversion(framework, name, quantization, runtime_format(framework, runtime))
+
+    def reference(self, framework: str, name: str) -> tuple[str, str, str | None]:
+        """(quantization, platform, runtime) of what every other case's agreement is measured
+        against: the PC float model, or, for a user's file without a source model, the file
+        itself in this host's runtime."""
+        zoo = registry.zoo_module(self.zoo)
+        if getattr(zoo, "source", None) is not None and zoo.source(framework, name) is None:
+            first = zoo.deployed_files(framework, name)[0]
+            return first.quantization, "mobile", first.runtime
+        return "float", "pc", None
 
     @functools.cache
     def _conversion(self, framework: str, name: str, quantization: str, fmt: str):
@@ -292,8 +316,9 @@ class Study:
         runtime = _runtime_of(framework, fmt)
         rows = self.rows(platform)
         reference = None
-        if (quantization, platform) != ("float", "pc"):
-            reference = self._clean(framework, name, "float", "pc").logits[rows]
+        ref_q, ref_p, ref_r = self.reference(framework, name)
+        if (quantization, platform, fmt) != (ref_q, ref_p, None if ref_p == "pc" else runtime_format(framework, ref_r)):
+            reference = self._clean(framework, name, ref_q, ref_p, ref_r).logits[rows]
         size = None if platform == "pc" else self.conversion(framework, name, quantization, runtime).size_bytes
         runtime = self.runtime(framework, name, quantization, platform, runtime)
         samples = self.evaluation(framework, name)
@@ -368,8 +393,9 @@ class Study:
             raise RuntimeError(f"{result.path}: the direct attack's samples are not the evaluation samples in order")
         clean = self._clean(f, n, q, p, r)
         clean_rows = slice(0, len(result.ids))  # _clean covers rows(p), a prefix that holds these
-        pc_clean = self._clean(f, n, "float", "pc").predictions[rows]
-        pc = self.runtime(f, n, "float", "pc")
+        ref_q, ref_p, ref_r = self.reference(f, n)
+        pc_clean = self._clean(f, n, ref_q, ref_p, ref_r).predictions[rows]
+        pc = self.runtime(f, n, ref_q, ref_p, ref_r)
         pc_predictions = check_finite(pc.predict_logits(result.adversarials), f"{pc.where} on {result.path}").argmax(axis=1)
         runtime = self.runtime(f, n, q, p, r)
         model = self.model(f, n)

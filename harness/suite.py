@@ -30,7 +30,7 @@ from harness.zoo.registry import ZOOS  # noqa: F401  (conftest offers these as -
 
 # The profile a zoo runs when --profile is not given: the mini zoo's is sized for it;
 # the imagenet zoo replicates the paper; the real zoo's is sized for its few 224x224 photos.
-ZOO_PROFILES = {"mini": "default", "imagenet": "paper", "real": "real"}
+ZOO_PROFILES = {"mini": "default", "imagenet": "paper", "user": "user", "real": "real"}
 
 FINGERPRINT_FILE = "fingerprint.json"
 
@@ -93,6 +93,14 @@ class RunOptions:
             profiles = load_profiles()
         except ProfileError as exc:
             raise pytest.UsageError(str(exc)) from None
+        user_inputs = byo.UserInputs.from_options(opt)
+        user = None
+        if user_inputs.given:  # a missing file, a card that contradicts its model...: exit 4, naming the file
+            try:
+                user = user_inputs.load()
+                opt.zoo = user.activate()  # the run's own models are its zoo
+            except byo.InputError as exc:
+                raise pytest.UsageError(str(exc)) from None
         if opt.profile is None:
             opt.profile = ZOO_PROFILES[opt.zoo]
         misplaced = imagenet_dir_misuse(opt.zoo, opt.imagenet_dir)
@@ -106,14 +114,7 @@ class RunOptions:
             raise pytest.UsageError(f"--threshold-margin must be in [0, 1], got {opt.threshold_margin}")
         if opt.threads < 1:
             raise pytest.UsageError(f"--threads must be at least 1, got {opt.threads}")
-        user_inputs = byo.UserInputs.from_options(opt)
-        user = None
-        if user_inputs.given:  # a missing file, a card that contradicts its model...: exit 4, naming the file
-            try:
-                user = user_inputs.load()
-            except byo.InputError as exc:
-                raise pytest.UsageError(str(exc)) from None
-        source = None
+        source = None if user is None else user.images
         if opt.zoo == "imagenet" and (opt.imagenet_dir or os.environ.get(sources.IMAGENET_DIR_ENV)):
             try:  # a folder that is named but unusable is the user's typo: say so now, not in 90 cases
                 source = sources.source_for(opt.zoo, opt.imagenet_dir)
@@ -145,6 +146,14 @@ class RunOptions:
                 options.baseline = None  # writing a proposal for other settings: nothing to gate against
         return options
 
+    def propose_command(self) -> str:
+        """The command that proposes this run's baseline."""
+        if self.user is not None:
+            return f"pytest -m pc {self.user.command_options()} --write-thresholds"
+        extra = "" if (self.zoo, self.profile_name) == ("mini", "default") else \
+            f" --zoo {self.zoo} --profile {self.profile_name}"
+        return f"pytest -m pc{extra} --write-thresholds"
+
     def matrix(self, platforms=PLATFORMS) -> list[Configuration]:
         """The configurations of this run's profile (its attacks) on ``platforms``."""
         return matrix(platforms, self.profile.attack_names, self.zoo)
@@ -165,6 +174,8 @@ class RunOptions:
             pytest.skip(f"{len(missing)} of the {self.zoo} zoo's weight files are not on this machine "
                         f"(nothing is downloaded at test time): {' | '.join(missing)}")
         cache = ArtifactCache(self.cache_dir) if self.cache_dir else ArtifactCache()
+        if self.user is not None:
+            self.user.label_images()  # an unlabelled folder: the reference model's clean predictions, said so
         return Study(self.zoo, self.profile, cache, self.samples, self.threads, log=_progress, source=source)
 
     def run_fingerprint(self, study: Study) -> dict:
@@ -185,8 +196,9 @@ class RunOptions:
                 self.run_fingerprint(study)
                 return None
             pytest.fail(f"no baseline at {self.thresholds_path}: propose one from a trusted run with "
-                        f"`pytest -m pc --write-thresholds` (zoo {self.zoo}, profile {self.profile_name}), review "
-                        f"it and move it into place", pytrace=False)
+                        f"`{self.propose_command()}`, review "
+                        f"{gating.proposal_path(self.thresholds_path)} and move it into place (or point "
+                        f"--thresholds at a baseline you keep elsewhere)", pytrace=False)
         if self._fingerprint_errors is None:
             errors, notes = gating.compare_fingerprints(self.baseline.fingerprint, self.run_fingerprint(study))
             self._fingerprint_errors, self.fingerprint_notes = errors, notes

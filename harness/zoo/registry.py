@@ -18,9 +18,25 @@ from harness.zoo.base import FRAMEWORKS, MODELS, NATIVE_RUNTIMES, RUNTIME_FORMAT
 
 _ZOO_MODULES = {"mini": "harness.zoo.mini", "imagenet": "harness.zoo.imagenet", "real": "harness.zoo.real"}
 ZOOS = tuple(_ZOO_MODULES)
+# Zoos made by a run rather than shipped: the ``user`` zoo of the ``--model`` files
+# (harness.zoo.user_zoo), registered when the options are read.
+_RUN_ZOOS: dict[str, object] = {}
+
+
+def register_run_zoo(name: str, zoo) -> None:
+    """Make ``zoo`` (an object with a zoo module's interface) the zoo called ``name`` in this process."""
+    _RUN_ZOOS[name] = zoo
+
+
+def unregister_run_zoo(name: str) -> None:
+    _RUN_ZOOS.pop(name, None)
 
 
 def zoo_module(zoo: str):
+    if zoo in _RUN_ZOOS:
+        return _RUN_ZOOS[zoo]
+    if zoo == "user":
+        raise ZooError("the user zoo is the run's own --model files: pass --model PATH (and --images DIR)")
     check_choice("zoo", zoo, ZOOS)
     return importlib.import_module(_ZOO_MODULES[zoo])
 
@@ -38,6 +54,9 @@ def deployments(zoo: str) -> list[tuple[str, str, tuple[str, ...]]]:
     """(framework, model, runtimes) for each of the zoo's models: the mobile runtimes it is
     converted for, the native one first."""
     module = zoo_module(zoo)
+    listed = getattr(module, "DEPLOYMENTS", None)
+    if listed is not None:  # a zoo that knows each model's runtimes (the user zoo: one per file)
+        return [(f, n, tuple(runtimes)) for f, n, runtimes in listed]
     declared = getattr(module, "RUNTIMES", {})
     out = []
     for framework, name in combinations(zoo):

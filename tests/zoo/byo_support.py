@@ -4,8 +4,8 @@
 * ``uint8_1001.tflite``: the same network wrapped to put a background logit first and pad to
   1001 outputs (background, the 10 Fashion-MNIST classes, 990 unused), then fully int8 with
   uint8 input and output tensors (``inference_input_type = inference_output_type = tf.uint8``).
-  The wrapper's extra logits are the row's minimum minus one, so the output's quantization
-  range stays that of the real logits and argmax is never background or padding;
+  The wrapper is a fixed Dense layer whose extra logits are a constant below every real one,
+  so argmax is never background or padding, and the wrapped Keras model is also its source;
 * ``float.ptl``: the mini PyTorch MobileNetV2, scripted and saved for the lite interpreter;
 * source models: the Keras model as ``.keras``, the PyTorch one as TorchScript and as an
   exported program (``.pt2``);
@@ -47,17 +47,21 @@ def float_tflite(keras_model, out: Path) -> Path:
     return out
 
 
-def background_1001(keras_model):
-    """Keras model: [background, the 10 logits, 990 padding] = 1001 outputs."""
+def background_1001(keras_model, floor: float = -40.0):
+    """Keras model: [background, the 10 logits, 990 padding] = 1001 outputs, from standard layers
+    only (so it saves as a .keras file any process can load as a source model): a fixed Dense
+    layer copies logit k to output k + 1 and gives background and padding the constant ``floor``,
+    below every real logit of the mini models, so argmax is never background or padding."""
     keras = import_keras()
-
-    class Pad1001(keras.layers.Layer):
-        def call(self, logits):
-            low = keras.ops.min(logits, axis=1, keepdims=True) - 1.0
-            return keras.ops.concatenate([low, logits, keras.ops.repeat(low, 1001 - 11, axis=1)], axis=1)
-
+    kernel = np.zeros((10, 1001), np.float32)
+    kernel[np.arange(10), np.arange(1, 11)] = 1.0
+    bias = np.full(1001, floor, np.float32)
+    bias[1:11] = 0.0
     inputs = keras.Input(keras_model.input_shape[1:])
-    return keras.Model(inputs, Pad1001()(keras_model(inputs)))
+    widen = keras.layers.Dense(1001, name="background_1001", trainable=False)
+    outputs = widen(keras_model(inputs))
+    widen.set_weights([kernel, bias])
+    return keras.Model(inputs, outputs)
 
 
 def uint8_tflite(keras_model, calibration: np.ndarray, out: Path) -> Path:
