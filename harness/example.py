@@ -15,8 +15,9 @@ packages (:mod:`harness.data.photos`):
 ``efficientnet_lite0.ptl``          float PyTorch lite interpreter file, input float32 NCHW
 ``efficientnet_lite0.pt``           the PC source model: TorchScript (``torch.jit.trace`` of
                                     the zoo's module), NCHW float input, ``(pixel - 127) / 128``
-``efficientnet_lite0.card.toml``    the model card of both float files (what they cannot say:
-                                    normalisation ``(pixel - 127) / 128``; a ``.ptl``'s size)
+``efficientnet_lite0.card.toml``    the float .tflite's model card (what it cannot say: the
+                                    normalisation ``(pixel - 127) / 128``)
+``efficientnet_lite0.ptl.card.toml`` the .ptl's (the same, and its input size and layout)
 ``efficientnet_lite0_int8.card.toml`` the int8 file's card (same normalisation; the same
                                     ``name``, so the study treats it as the int8 version)
 ``photos/<wnid>/<name>.<ext>``      the real zoo's evaluation photos, one class folder each
@@ -53,7 +54,8 @@ FLOAT_TFLITE = f"{MODEL}.tflite"
 INT8_TFLITE = f"{MODEL}_int8.tflite"
 FLOAT_PTL = f"{MODEL}.ptl"
 SOURCE = f"{MODEL}.pt"
-FLOAT_CARD = f"{MODEL}.card.toml"  # read for both efficientnet_lite0.tflite and .ptl (same stem)
+FLOAT_CARD = f"{MODEL}.card.toml"  # efficientnet_lite0.tflite's (the card of the stem)
+PTL_CARD = f"{FLOAT_PTL}.card.toml"  # the .ptl's own (a <file>.card.toml wins over <stem>.card.toml)
 INT8_CARD = f"{MODEL}_int8.card.toml"
 PHOTOS = "photos"
 LICENSES = "photos-LICENSES.json"  # beside the folder: a loose file inside it is not a photo
@@ -77,16 +79,21 @@ def _card(name: str, lines: list[str]) -> str:
     return "\n".join([f'name = "{name}"', *lines]) + "\n"
 
 
-def float_card() -> str:
+def float_card(ptl: bool = False) -> str:
     from harness.zoo import real
 
+    if ptl:
+        about = ["# The model card of efficientnet_lite0.ptl (its own: efficientnet_lite0.card.toml is the .tflite's).",
+                 "# A .ptl does not record its input size or layout, so the card gives them. The format is",
+                 "# described in harness/zoo/card.py."]
+    else:
+        about = ["# The model card of efficientnet_lite0.tflite (the format is described in harness/zoo/card.py).",
+                 "# A .tflite says its input size, layout and dtype itself; given here, they are checked against it."]
     return _card(MODEL, [
-        "",
-        "# The model card of efficientnet_lite0.tflite and efficientnet_lite0.ptl (same stem); the format is",
-        "# described in harness/zoo/card.py. A .tflite says its input size, layout and dtype itself; a .ptl does",
-        "# not record its input size, so the card gives it (and it is checked against the .tflite).",
+        "", *about,
         "[input]",
         f"size = {real.INPUT_SIZE}",
+        f"layout = \"{'NCHW' if ptl else 'NHWC'}\"",
         "channel_order = \"RGB\"",
         "# EfficientNet-Lite's preprocessing: input = (pixel - 127) / 128, after resizing the shorter side to",
         "# 224 and centre-cropping 224 x 224 (the default when input.resize is not given).",
@@ -210,8 +217,10 @@ def write_example(directory: Path, cache=None, ptl: bool = True, log: Callable[[
         files["float_ptl"] = FLOAT_PTL
 
     (directory / FLOAT_CARD).write_text(float_card())
+    if ptl:
+        (directory / PTL_CARD).write_text(float_card(ptl=True))
     (directory / INT8_CARD).write_text(int8_card(*tflite_input_quantization(directory / INT8_TFLITE)))
-    files["cards"] = [FLOAT_CARD, INT8_CARD]
+    files["cards"] = [FLOAT_CARD, INT8_CARD] + ([PTL_CARD] if ptl else [])
 
     log("example: copying the evaluation photos from their packages")
     entries = copy_photos(directory)

@@ -59,6 +59,8 @@ def test_cards_parse_and_say_the_real_zoos_normalisation():
     import tomllib
 
     float_card = parse_card(tomllib.loads(example.float_card()))
+    ptl_card = parse_card(tomllib.loads(example.float_card(ptl=True)))
+    assert (float_card.layout, ptl_card.layout, ptl_card.size) == ("NHWC", "NCHW", real.INPUT_SIZE)
     int8_card = parse_card(tomllib.loads(example.int8_card(0.0078125, -1)))
     for card in (float_card, int8_card):
         assert card.name == "efficientnet_lite0"
@@ -91,7 +93,7 @@ def test_writes_every_file_and_the_command(written, capsys):
     names = sorted(p.relative_to(written).as_posix() for p in written.rglob("*") if p.is_file())
     photos = [p for p in read_manifest() if p.role == "evaluation"]
     assert names == sorted([example.FLOAT_TFLITE, example.INT8_TFLITE, example.FLOAT_PTL, example.SOURCE,
-                            example.FLOAT_CARD, example.INT8_CARD, example.LICENSES,
+                            example.FLOAT_CARD, example.PTL_CARD, example.INT8_CARD, example.LICENSES,
                             *(f"photos/{p.wnid}/{Path(p.path).name}" for p in photos)])
     licences = json.loads((written / example.LICENSES).read_text())["photos"]
     assert {e["file"]: e["licence"] for e in licences} == {f"photos/{p.wnid}/{Path(p.path).name}": p.licence
