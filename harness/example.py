@@ -149,7 +149,8 @@ def trace_source(module, size: int, path: Path) -> None:
     import warnings
 
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated in favour of export; the loader reads both
+        # torch.jit is deprecated in favour of torch.export; the user loader reads both.
+        warnings.simplefilter("ignore", FutureWarning)
         traced = torch.jit.trace(module, probe)
         expected, got = module(probe), traced(probe)
     if not torch.allclose(expected, got, atol=1e-5, rtol=0):
@@ -177,8 +178,8 @@ def copy_photos(directory: Path) -> list[dict]:
         relative = Path(PHOTOS) / photo.wnid / Path(photo.path).name
         (directory / relative).parent.mkdir(parents=True, exist_ok=True)
         (directory / relative).write_bytes(data)
-        entry = {"file": relative.as_posix(), **{k: v for k, v in manifest[photo.id].items() if k not in ("id", "role")}}
-        entries.append(entry)
+        facts = {k: v for k, v in manifest[photo.id].items() if k not in ("id", "role")}
+        entries.append({"file": relative.as_posix(), **facts})
     return entries
 
 
@@ -255,6 +256,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     from harness.cache import ArtifactCache
 
+    from harness.cache import CacheError
+    from harness.convert import ConversionError
+    from harness.data.dataset import DataError
+    from harness.zoo.base import ZooError
+
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
@@ -263,8 +269,12 @@ def main(argv: list[str] | None = None) -> int:
         if out.is_dir():
             out.rmdir()
         os.rename(work, out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(work, ignore_errors=True)
+        # What the user can act on (a package to install, a cache folder that is a file...): one line.
+        if isinstance(exc, (ExampleError, ZooError, DataError, ConversionError, CacheError, OSError)):
+            print(f"error: {exc}\nnothing was written to {out}", file=sys.stderr)
+            return 1
         raise
     print(f"\nWrote {out}:")
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
@@ -279,8 +289,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except ExampleError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    sys.exit(main())

@@ -42,14 +42,15 @@ def test_refuses_a_file(tmp_path, capsys):
     assert f"{out}: exists and is not a folder" in capsys.readouterr().err
 
 
-def test_a_failure_half_way_leaves_nothing(tmp_path):
+def test_a_failure_half_way_leaves_nothing(tmp_path, capsys):
     """The cache is a file, so the first conversion fails after the source model was written: the
-    temporary folder goes, and the output folder is never created."""
+    temporary folder goes, the output folder is never created, and the error says why."""
     cache = tmp_path / "cache"
     cache.write_text("not a folder")
     out = tmp_path / "byo"
-    with pytest.raises(Exception):
-        example.main([str(out), "--cache-dir", str(cache)])
+    assert example.main([str(out), "--cache-dir", str(cache)]) == 1
+    err = capsys.readouterr().err
+    assert f"{cache}/" in err and "Not a directory" in err and f"nothing was written to {out}" in err
     assert not out.exists()
     assert not _leftovers(tmp_path, "byo")
 
