@@ -540,9 +540,9 @@ class Study:
         rows = self.rows(p)
         result = runtime.backend.run([runtime.request(self.adversarial_set(f, n, a).images[rows])])[0]
         clean_result = runtime.backend.run([runtime.request(self.evaluation(f, n).images[rows])])[0]
-        for r in (result, clean_result):
-            if isinstance(r, Exception):
-                raise r
+        for job in (result, clean_result):
+            if isinstance(job, Exception):
+                raise job
         timing = job_timing(result)
         host_logits = self._adversarial_logits(f, n, a, q, "mobile", r)[0][rows]
         host_clean = self._clean(f, n, q, "mobile", r).logits[rows]

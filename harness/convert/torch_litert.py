@@ -311,7 +311,55 @@ def _convert(job: dict) -> dict:
     else:
         edge = litert_torch.convert(exported, sample, dynamic_shapes=dynamic)
     edge.export(job["output"])
+    facts["slices_with_any_batch"] = _slices_with_any_batch(Path(job["output"]), int(sample[0].shape[0]))
     return facts
+
+
+def _slices_with_any_batch(path: Path, export_batch: int) -> int:
+    """Rewrite each SLICE whose constant size holds the export's batch as its first element to
+    size -1 there ("to the end"), in place; returns how many constant size tensors changed.
+
+    litert-torch 0.10 lowers a crop of the spatial dimensions (``x[:, :, 1:, 1:]``, e.g. the
+    TensorFlow-style padding of EfficientNet-Lite's stride-2 convolutions) to a SLICE whose size
+    spells out every dimension, the batch as the export's sample batch (2) included. The file then
+    takes any batch at its input but answers 2 rows for every batch above 2. A size of -1 in the
+    batch dimension is TFLite's own "to the end", which is what the crop means: the same values at
+    every batch."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    data = path.read_bytes()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
+    slice_code = schema.BuiltinOperator.SLICE
+    changed: set[int] = set()
+    for graph in model.subgraphs:
+        for op in graph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            if max(code.builtinCode, code.deprecatedBuiltinCode) != slice_code or len(op.inputs) < 3:
+                continue
+            size = graph.tensors[op.inputs[2]]
+            buffer = model.buffers[size.buffer]
+            if buffer.data is None or size.type != schema.TensorType.INT32 or size.buffer in changed:
+                continue
+            values = np.frombuffer(bytes(buffer.data), dtype=np.int32).copy()
+            if len(values) == 4 and values[0] == export_batch:
+                values[0] = -1
+                buffer.data = np.frombuffer(values.tobytes(), dtype=np.uint8)
+                changed.add(size.buffer)
+        if changed:  # the activations the export sized to its batch: any batch, as at the input
+            for tensor in graph.tensors:
+                const = model.buffers[tensor.buffer].data is not None
+                shape = None if tensor.shape is None else [int(d) for d in tensor.shape]
+                if not const and shape and shape[0] == export_batch and tensor.shapeSignature is None:
+                    tensor.shapeSignature = np.array([-1, *shape[1:]], dtype=np.int32)
+    if changed:
+        import flatbuffers
+
+        builder = flatbuffers.Builder(len(data))
+        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+        tmp = path.with_name(path.name + ".partial")
+        tmp.write_bytes(bytes(builder.Output()))
+        tmp.replace(path)
+    return len(changed)
 
 
 def _child(argv: list[str]) -> int:
