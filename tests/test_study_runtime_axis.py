@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.attack.profiles import load_profile
+
 from harness.study import Configuration, matrix, runtime_format
 from harness.zoo import mini, registry
 from harness.zoo.base import ZooError
@@ -50,11 +52,15 @@ def test_bad_ids_say_what_is_expected(config_id, message):
         Configuration.parse(config_id)
 
 
+DEFAULT = load_profile("default").attack_names
+
+
 def test_default_matrix_keeps_the_committed_baselines_ids():
-    ids = [c.id for c in matrix()]
+    ids = [c.id for c in matrix(attacks=DEFAULT)]
     assert len(ids) == len(set(ids)) == 126
-    assert all(c.runtime is None for c in matrix())
-    assert ids == [c.id for c in matrix(zoo="mini")] == [c.id for c in matrix(zoo="imagenet")]
+    assert all(c.runtime is None for c in matrix(attacks=DEFAULT))
+    assert ids == [c.id for c in matrix(attacks=DEFAULT, zoo="mini")] == [
+        c.id for c in matrix(attacks=DEFAULT, zoo="imagenet")]
     baseline = json.loads((REPO / "thresholds" / "mini-default.json").read_text())
     assert set(baseline["configurations"]) == set(ids)
 
@@ -68,13 +74,13 @@ def test_mini_and_imagenet_deploy_natively():
 def test_a_zoo_that_deploys_pytorch_to_litert_adds_six_part_cases(monkeypatch):
     monkeypatch.setattr(mini, "RUNTIMES", {"pytorch": ("litert", "torch_lite")}, raising=False)
     assert ("pytorch", "resnet50", ("torch_lite", "litert")) in registry.deployments("mini")  # native first
-    configs = matrix(zoo="mini")
+    configs = matrix(attacks=DEFAULT, zoo="mini")
     extra = [c for c in configs if c.runtime is not None]
     # 3 PyTorch models x 3 attacks x 2 quantizations on each of mobile, arm64, device; the PC has no runtime
     assert len(extra) == 3 * 3 * 2 * 3 and len(configs) == 126 + len(extra)
     assert {c.runtime for c in extra} == {"litert"} and {c.platform for c in extra} == {"mobile", "arm64", "device"}
     assert "pytorch-resnet50-bim-int8-litert-arm64" in {c.id for c in extra}
-    assert [c.id for c in configs if c.runtime is None] == [c.id for c in matrix()]
+    assert [c.id for c in configs if c.runtime is None] == [c.id for c in matrix(attacks=DEFAULT, zoo="imagenet")]
 
 
 def test_a_zoo_naming_an_unknown_runtime_is_a_zoo_error(monkeypatch):

@@ -66,7 +66,7 @@ def test_the_real_zoo_collects_its_own_matrix():
 def test_unknown_profile_is_a_usage_error(tmp_path):
     result = _pytest("--profile", "turbo", tmp_path=tmp_path)
     assert result.returncode == 4, result.stdout + result.stderr
-    assert "--profile 'turbo' is not in profiles.toml; valid: ['default', 'extended', 'paper', 'real', 'smoke']" in result.stderr
+    assert "--profile 'turbo' is not in profiles.toml; valid: ['default', 'extended', 'paper', 'real', 'smoke', 'user']" in result.stderr
 
 
 def test_unknown_zoo_and_bad_numbers_are_usage_errors(tmp_path):

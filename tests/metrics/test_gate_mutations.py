@@ -18,7 +18,7 @@ from harness.attack.profiles import load_profile
 from harness.cache import ArtifactCache
 from harness.metrics import gates as gating
 from harness.runtime import open_runtime
-from harness.study import Configuration, Study, _agreement
+from harness.study import Configuration, Study, _agreement, runtime_format
 from harness.zoo import registry
 
 PROFILE = load_profile("default")
@@ -50,7 +50,9 @@ def _degraded_record(config: Configuration, make_runtime) -> dict:
     """The configuration's record with the study's runtime for it replaced by ``make_runtime(study)``."""
     study = _study()
     try:
-        study._runtimes[(config.framework, config.model, config.quantization, config.platform)] = make_runtime(study)
+        fmt = None if config.platform == "pc" else runtime_format(config.framework, config.runtime)
+        study._runtimes[(config.framework, config.model, config.quantization, config.platform, fmt)] = \
+            make_runtime(study)
         return study.evaluate(config)
     finally:
         study.close()
