@@ -81,7 +81,7 @@ def test_port_refuses_a_different_architecture():
 
 
 def test_unknown_names_are_clear_errors():
-    with pytest.raises(ZooError, match=r"unknown zoo 'tiny'; expected one of \('mini', 'imagenet'\)"):
+    with pytest.raises(ZooError, match=r"unknown zoo 'tiny'; expected one of \('mini', 'imagenet', 'real'\)"):
         registry.load("tiny", "pytorch", "resnet50")
     with pytest.raises(ZooError, match="unknown mini zoo model 'vgg16'"):
         mini.spec("pytorch", "vgg16")
