@@ -84,8 +84,8 @@ def test_a_zoo_that_deploys_pytorch_to_litert_adds_six_part_cases(monkeypatch):
 
 
 def test_a_zoo_naming_an_unknown_runtime_is_a_zoo_error(monkeypatch):
-    monkeypatch.setattr(mini, "RUNTIMES", {"pytorch": ("executorch",)}, raising=False)
-    with pytest.raises(ZooError, match="zoo 'mini': unknown runtime 'executorch' for pytorch"):
+    monkeypatch.setattr(mini, "RUNTIMES", {"pytorch": ("coreml",)}, raising=False)
+    with pytest.raises(ZooError, match="zoo 'mini': unknown runtime 'coreml' for pytorch"):
         registry.deployments("mini")
 
 

@@ -14,7 +14,7 @@ from harness.data.preprocessing import Normalization
 FRAMEWORKS = ("tensorflow", "pytorch")
 MODELS = ("mobilenet_v2", "resnet50", "inception_v3")
 # Mobile runtimes, by the name a configuration id uses, and the model file format each runs.
-RUNTIME_FORMATS = {"litert": "tflite", "torch_lite": "ptl"}
+RUNTIME_FORMATS = {"litert": "tflite", "torch_lite": "ptl", "executorch": "pte"}
 # The runtime each framework's models deploy to when nothing else is said (the paper's pairing).
 NATIVE_RUNTIMES = {"tensorflow": "litert", "pytorch": "torch_lite"}
 
