@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as under pytest (conftest.py): fewer TensorFlow log lines
@@ -29,7 +30,8 @@ from harness.attack.profiles import ProfileError, load_profile
 from harness.cache import ArtifactCache, atomic_write
 from harness.data import sources
 from harness.data.dataset import DataError
-from harness.study import HOST_PLATFORMS, RUNNER_PLATFORMS, Study, matrix
+from harness.convert.base import ConversionError
+from harness.study import HOST_PLATFORMS, RUNNER_PLATFORMS, Study, error_record, matrix
 from harness.zoo import registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,7 +144,7 @@ def main(argv=None) -> int:
         for note in user.notes:
             say(note)
     study = Study(args.zoo, profile, cache, args.samples, args.threads, log=say, source=source)
-    records, skipped = [], []
+    records, skipped, failed = [], [], []
     try:
         # Runner platforms (arm64) measure all their configurations in as few runner processes as possible.
         runner = [c for c in configurations if c.platform in RUNNER_PLATFORMS]
@@ -155,6 +157,13 @@ def main(argv=None) -> int:
             except PlatformUnavailable as exc:
                 say(f"  skipped: {exc}")
                 skipped.append(config.id)
+                continue
+            except ConversionError as exc:  # reported with the converter's message; the run goes on
+                say(f"  conversion FAILED: {exc}")
+                failed.append(config.id)
+                record = error_record(config, exc, traceback.format_exc(), args.zoo, profile.name)
+                atomic_write(run_dir / "records" / f"{config.id}.json", json.dumps(record))
+                records.append(record)
                 continue
             # Not gated here (pytest -m pc gates): the record says so rather than claiming a pass.
             record.update(gate={}, verdicts=[], passed=None)
@@ -172,7 +181,10 @@ def main(argv=None) -> int:
                 **({"user": user.describe()} if user is not None else {}),
                 "gated": False, "platforms": platforms, "command": "python -m harness " + " ".join(argv or sys.argv[1:])}
     out = writer.write_report(records, run_info, run_dir)
-    print(summary_table(records))
+    print(summary_table([r for r in records if not r.get("error")]))
+    if failed:
+        print(f"{len(failed)} configurations did not convert (the report lists each with the converter's message): "
+              + ", ".join(failed[:3]) + ("..." if len(failed) > 3 else ""))
     print(f"{len(records)} configurations in {time.perf_counter() - start:.1f} s"
           + (f"; {len(skipped)} skipped ({', '.join(skipped[:3])}{'...' if len(skipped) > 3 else ''})" if skipped else ""))
     print(f"report: {out.report_html}")
@@ -182,7 +194,7 @@ def main(argv=None) -> int:
     print(f"thresholds: {thresholds} " + (f"exists; `pytest -m pc{zoo_options}` gates these configurations on it "
                                            "(not done here)" if thresholds.is_file() else
                                            f"does not exist; write it with `pytest -m pc{zoo_options} --write-thresholds`"))
-    return 0
+    return 1 if failed else 0
 
 
 def summary_table(records) -> str:

@@ -29,7 +29,8 @@ from harness.cache import ArtifactCache
 from harness.data import samples, sources
 from harness.data.dataset import ImageDataset
 from harness.data.sources import StudySource
-from harness.runtime.base import check_finite
+from harness.convert.base import ConversionError
+from harness.runtime.base import PlatformUnavailable, check_finite
 from harness.zoo import registry
 from harness.zoo.base import NATIVE_RUNTIMES, RUNTIME_FORMATS
 
@@ -162,6 +163,7 @@ class Study:
         self.log = log
         self.source = source if source is not None else sources.source_for(zoo)
         self._runtimes: dict = {}
+        self._conversions: dict = {}  # (framework, model, quantization, format) -> artefact or its ConversionError
         self._prefetched: set[str] = set()
         self.device_serial = device_serial
         self._images: dict = {}  # (purpose, geometry key) -> ImageDataset, shared by models of one input geometry
@@ -248,12 +250,24 @@ class Study:
             return first.quantization, "mobile", first.runtime
         return "float", "pc", None
 
-    @functools.cache
     def _conversion(self, framework: str, name: str, quantization: str, fmt: str):
+        """The converted file, built once per process; a conversion that failed is not tried
+        again by every case that needs the file: each gets the same ConversionError."""
         from harness.convert import convert
 
-        calibration = self.calibration(framework, name) if quantization == "int8" else None
-        return convert(self.model(framework, name), quantization, calibration, self.cache, format=fmt)
+        key = (framework, name, quantization, fmt)
+        if key not in self._conversions:
+            calibration = self.calibration(framework, name) if quantization == "int8" else None
+            try:
+                self._conversions[key] = convert(self.model(framework, name), quantization, calibration, self.cache,
+                                                 format=fmt)
+            except ConversionError as exc:
+                self.log(f"conversion of {framework}-{name} {quantization} to .{fmt} FAILED: {exc}")
+                self._conversions[key] = exc
+        found = self._conversions[key]
+        if isinstance(found, ConversionError):
+            raise found
+        return found
 
     @functools.cache
     def adversarial_set(self, framework: str, name: str, attack: str) -> AdversarialSet:
@@ -353,7 +367,10 @@ class Study:
                   and not is_direct(c.attack)]
         by_backend: dict = {}
         for c in wanted:
-            runtime = self.runtime(c.framework, c.model, c.quantization, c.platform, c.runtime)
+            try:
+                runtime = self.runtime(c.framework, c.model, c.quantization, c.platform, c.runtime)
+            except (ConversionError, PlatformUnavailable):
+                continue  # raised again, with its message, by the configuration's own case
             if not isinstance(runtime, RunnerRuntime):
                 continue
             rows = self.rows(c.platform)
@@ -508,6 +525,8 @@ class Study:
             "adversarial_pngs": str(adv.path / "png"),
             "artifact_key": None if (q, p) == ("float", "pc") else self.conversion(f, n, q, r).key,
         }
+        if p == "mobile":
+            record["runtime_agreement"] = self._runtime_agreement(config, logits, clean.logits)
         if p in RUNNER_PLATFORMS:
             record.update(self._runner_facts(config, logits, clean))
         # What produced these numbers, so a reader can reproduce them: the PC framework and the
@@ -526,7 +545,35 @@ class Study:
         }
         record["environment"] = {"quantized_engine": runtime.engine, "litert_resolver": runtime.resolver,
                                  "threads": runtime.threads, **_host_environment()}
+        if converted is not None and "delegation" in converted.artifact.metadata:
+            record["delegation"] = converted.artifact.metadata["delegation"]  # which ops a delegate (XNNPACK) took
         return record
+
+    def deployed_runtimes(self, framework: str, name: str) -> tuple[str, ...]:
+        """The mobile runtimes the zoo deploys this model to, the native one first."""
+        for f, n, runtimes in registry.deployments(self.zoo):
+            if (f, n) == (framework, name):
+                return runtimes
+        return (NATIVE_RUNTIMES[framework],)
+
+    def _runtime_agreement(self, config: Configuration, logits: np.ndarray, clean_logits: np.ndarray) -> dict:
+        """The same weights on every other runtime this host runs them on: prediction agreement,
+        largest |logit difference| and bit-exactness on the clean and on the adversarial images
+        (the report's numeric table of "framework or runtime?"). A runtime whose file did not
+        convert is named with the reason instead."""
+        f, n, a, q = config.framework, config.model, config.attack, config.quantization
+        out = {}
+        for other in self.deployed_runtimes(f, n):
+            if other == config.deployed_runtime:
+                continue
+            try:
+                other_logits = self._adversarial_logits(f, n, a, q, "mobile", other)[0]
+                other_clean = self._clean(f, n, q, "mobile", other).logits
+            except (ConversionError, PlatformUnavailable) as exc:
+                out[other] = {"unavailable": f"{type(exc).__name__}: {exc}"}
+                continue
+            out[other] = {"clean": _agreement(clean_logits, other_clean), "adversarial": _agreement(logits, other_logits)}
+        return out
 
     def _runner_facts(self, config: Configuration, logits, clean) -> dict:
         """What a runner platform adds: its timings as the runner measured them, the runtime
@@ -603,6 +650,26 @@ class Study:
         for runtime in self._runtimes.values():
             runtime.close()
         self._runtimes.clear()
+
+
+def conversion_failure(config: Configuration, exc: ConversionError) -> dict:
+    """What a record says of a configuration whose model did not convert: the converter (framework
+    and file format), the quantization and the converter's own message."""
+    fmt = runtime_format(config.framework, config.runtime)
+    return {"converter": f"{config.framework} -> .{fmt}", "format": fmt, "runtime": config.deployed_runtime,
+            "quantization": config.quantization, "message": str(exc)}
+
+
+def error_record(config: Configuration, exc: BaseException, trace: str, zoo: str, profile: str) -> dict:
+    """The record of a configuration that raised: the error, the end of its traceback and, when its
+    model did not convert, :func:`conversion_failure`."""
+    record = {"configuration": config.id, "framework": config.framework, "model": config.model,
+              "attack": config.attack, "quantization": config.quantization, "platform": config.platform,
+              "runtime": config.deployed_runtime, "zoo": zoo, "profile": profile,
+              "error": f"{type(exc).__name__}: {exc}", "traceback": trace[-4000:], "passed": False}
+    if isinstance(exc, ConversionError) and config.platform != "pc":
+        record["conversion_failed"] = conversion_failure(config, exc)
+    return record
 
 
 def _runtime_of(framework: str, fmt: str | None) -> str | None:

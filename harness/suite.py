@@ -485,13 +485,12 @@ def write_record(options: RunOptions, record: dict) -> Path:
 
 
 def write_error_record(options: RunOptions, config: Configuration, exc: BaseException, trace: str) -> Path:
-    """A configuration that raised: its record says so (the report lists it as an error)."""
-    return write_record(options, {"configuration": config.id, "framework": config.framework, "model": config.model,
-                                  "attack": config.attack, "quantization": config.quantization,
-                                  "platform": config.platform, "runtime": config.deployed_runtime,
-                                  "zoo": options.zoo, "profile": options.profile_name,
-                                  "error": f"{type(exc).__name__}: {exc}", "traceback": trace[-4000:],
-                                  "passed": False})
+    """A configuration that raised: its record says so (the report lists it as an error, or as a
+    conversion failure with the converter's message when its model did not convert)."""
+    from harness.study import error_record
+
+    return write_record(options, error_record(config, exc, trace, options.zoo, options.profile_name))
+
 
 
 def read_records(options: RunOptions) -> list[dict]:

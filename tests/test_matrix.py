@@ -13,6 +13,7 @@ import traceback
 import pytest
 
 from harness import suite
+from harness.convert.base import ConversionError
 from harness.metrics import gates as gating
 from harness.runtime import PlatformUnavailable
 from harness.runtime.registry import check_available
@@ -32,6 +33,9 @@ def test_configuration(configuration, study, run_options, request):
         record = study.evaluate(configuration)
     except PlatformUnavailable as exc:
         pytest.skip(str(exc))
+    except ConversionError as exc:  # this configuration's model did not convert: say so in one line, run on
+        suite.write_error_record(run_options, configuration, exc, traceback.format_exc())
+        pytest.fail(f"{configuration.id}: the model did not convert: {exc}", pytrace=False)
     except Exception as exc:  # recorded, so the report shows the configuration as an error, not as absent
         suite.write_error_record(run_options, configuration, exc, traceback.format_exc())
         raise

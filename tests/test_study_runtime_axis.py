@@ -55,23 +55,32 @@ def test_bad_ids_say_what_is_expected(config_id, message):
 DEFAULT = load_profile("default").attack_names
 
 
-def test_default_matrix_keeps_the_committed_baselines_ids():
-    ids = [c.id for c in matrix(attacks=DEFAULT)]
-    assert len(ids) == len(set(ids)) == 126
-    assert all(c.runtime is None for c in matrix(attacks=DEFAULT))
-    assert ids == [c.id for c in matrix(attacks=DEFAULT, zoo="mini")] == [
-        c.id for c in matrix(attacks=DEFAULT, zoo="imagenet")]
+def test_default_matrix_keeps_the_papers_ids_and_adds_the_runtime_axis():
+    """The mini zoo's 126 paper-shaped cases keep their 5-part ids (the imagenet zoo's matrix,
+    which deploys natively); PyTorch's weights add ExecuTorch and LiteRT cases with 6-part ids;
+    the committed baseline covers all of them."""
+    configs = matrix(attacks=DEFAULT)
+    ids = [c.id for c in configs]
+    assert len(ids) == len(set(ids)) == 126 + 108
+    assert [c.id for c in configs if c.runtime is None] == [c.id for c in matrix(attacks=DEFAULT, zoo="imagenet")]
+    extra = [c for c in configs if c.runtime is not None]
+    # 3 PyTorch models x 3 attacks x 2 quantizations x 2 runtimes on each of mobile, arm64, device
+    assert len(extra) == 3 * 3 * 2 * 2 * 3 and {c.framework for c in extra} == {"pytorch"}
+    assert {c.runtime for c in extra} == {"executorch", "litert"} and {c.platform for c in extra} == {
+        "mobile", "arm64", "device"}
+    assert {"pytorch-resnet50-bim-int8-executorch-arm64", "pytorch-mobilenet_v2-fgsm-float-litert-mobile"} <= set(ids)
     baseline = json.loads((REPO / "thresholds" / "mini-default.json").read_text())
     assert set(baseline["configurations"]) == set(ids)
 
 
-def test_mini_and_imagenet_deploy_natively():
-    for zoo in ("mini", "imagenet"):
-        assert {r for _, _, runtimes in registry.deployments(zoo) for r in runtimes} == {"litert", "torch_lite"}
-        assert all(len(runtimes) == 1 for _, _, runtimes in registry.deployments(zoo))
+def test_mini_deploys_pytorch_to_three_runtimes_and_imagenet_natively():
+    assert ("pytorch", "resnet50", ("torch_lite", "executorch", "litert")) in registry.deployments("mini")
+    assert ("tensorflow", "resnet50", ("litert",)) in registry.deployments("mini")
+    assert {r for _, _, runtimes in registry.deployments("imagenet") for r in runtimes} == {"litert", "torch_lite"}
+    assert all(len(runtimes) == 1 for _, _, runtimes in registry.deployments("imagenet"))
 
 
-def test_a_zoo_that_deploys_pytorch_to_litert_adds_six_part_cases(monkeypatch):
+def test_a_zoo_lists_its_runtimes_in_any_order_native_first(monkeypatch):
     monkeypatch.setattr(mini, "RUNTIMES", {"pytorch": ("litert", "torch_lite")}, raising=False)
     assert ("pytorch", "resnet50", ("torch_lite", "litert")) in registry.deployments("mini")  # native first
     configs = matrix(attacks=DEFAULT, zoo="mini")

@@ -15,6 +15,12 @@ from harness.zoo import mini_config as cfg
 from harness.zoo.base import FRAMEWORKS, MODELS, ModelSpec, ZooError, ZooModel, check_choice, file_digest
 from harness.zoo.frameworks import ADAPTERS
 
+# The mobile runtimes the models deploy to. TensorFlow's: LiteRT. PyTorch's weights run on three,
+# so a difference between runtimes can be told from a difference between frameworks: the lite
+# interpreter (.ptl, the paper's and the native one), ExecuTorch (.pte, XNNPACK delegate) and
+# LiteRT (.tflite through litert-torch).
+RUNTIMES = {"pytorch": ("torch_lite", "executorch", "litert")}
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS_DIR = REPO_ROOT / "fixtures" / "models" / "mini"
 RECORD = WEIGHTS_DIR / "recipe.json"

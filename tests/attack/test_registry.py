@@ -114,8 +114,9 @@ def test_matrix_follows_the_profile_and_refuses_unknown_attacks():
     assert len(ids) == 18 and {c.split("-")[2] for c in ids} == {"fgsm", "bim", "boundary"}
     assert [c.attack for c in matrix(("pc",), ("hsj", "fgsm"))][:2] == ["fgsm", "hsj"]  # registry order
     extended = profiles.load_profile("extended")
-    # 7 transfer attacks on pc and mobile; 3 direct attacks on mobile only
-    assert len(matrix(("pc", "mobile"), extended.attack_names)) == 7 * (6 + 12) + 3 * 12
+    # 7 transfer attacks on pc (6 models) and mobile (6 models x 2 quantizations, PyTorch's on
+    # 3 runtimes: 24 deployments); 3 direct attacks on mobile only
+    assert len(matrix(("pc", "mobile"), extended.attack_names)) == 7 * (6 + 24) + 3 * 24
     assert list(Study.fingerprint_of(extended, 300)["attacks"]) == list(extended.attack_names)
     with pytest.raises(registry.UnknownAttack, match="unknown attack 'nope'"):
         matrix(("pc",), ("fgsm", "nope"))
@@ -158,7 +159,8 @@ def test_a_registered_attack_with_a_profile_entry_appears_in_the_pytest_matrix_i
     attacks = {i.split("-")[2] for i in ids}
     assert attacks == {"fgsm", "noise"}, attacks
     assert "tensorflow-inception_v3-noise-int8-arm64" in ids and "pytorch-resnet50-noise-float-pc" in ids
-    assert len(ids) == len(set(ids)) == 2 * (6 + 12 + 12)  # pc float; mobile and arm64 float+int8
+    # pc float (6 models); mobile and arm64 float+int8 on 12 deployments (PyTorch's on 3 runtimes)
+    assert len(ids) == len(set(ids)) == 2 * (6 + 24 + 24)
     assert ids.index("pytorch-resnet50-fgsm-float-pc") < ids.index("pytorch-resnet50-noise-float-pc")
     # without the plugin the same profile names an attack nobody registered: a usage error saying so
     env["PYTHONPATH"] = str(REPO)
