@@ -209,7 +209,7 @@ class RunOptions:
             if self.write_thresholds:
                 return None
             pytest.fail(str(gating.fingerprint_error(self.thresholds_path, self._fingerprint_errors)), pytrace=False)
-        if config.id not in self.baseline.entries:
+        if config.id not in self.baseline.entries and not self.baseline.expects_conversion_failure(config.id):
             if self.write_thresholds:  # proposing this configuration's first entry
                 return None
             pytest.fail(f"{self.thresholds_path} has no baseline for {config.id}; every configuration needs one "
@@ -432,7 +432,9 @@ def write_proposal(options: RunOptions, records: list[dict], say) -> bool:
     platforms together, a phone's alone), keeping the live file's other platforms; write it
     beside the live file with what changed. False, and nothing written, when the matrix is
     incomplete or a case ended in an error."""
-    broken = [r["configuration"] for r in records if r.get("error")]
+    # A model that did not convert is part of what the baseline records (an expected failure, with
+    # the converter's message); any other error leaves a configuration unmeasured.
+    broken = [r["configuration"] for r in records if r.get("error") and not r.get("conversion_failed")]
     if broken:
         say(f"baseline NOT proposed: {len(broken)} configurations ended in an error (e.g. {broken[0]}); "
             "a baseline needs every configuration measured")
@@ -484,12 +486,19 @@ def write_record(options: RunOptions, record: dict) -> Path:
     return path
 
 
-def write_error_record(options: RunOptions, config: Configuration, exc: BaseException, trace: str) -> Path:
+def write_error_record(options: RunOptions, config: Configuration, exc: BaseException, trace: str,
+                       expected: str | None = None) -> Path:
     """A configuration that raised: its record says so (the report lists it as an error, or as a
-    conversion failure with the converter's message when its model did not convert)."""
+    conversion failure with the converter's message when its model did not convert).
+    ``expected``: the baseline's message for a conversion failure it records (the case passes as
+    an expected failure)."""
     from harness.study import error_record
 
-    return write_record(options, error_record(config, exc, trace, options.zoo, options.profile_name))
+    record = error_record(config, exc, trace, options.zoo, options.profile_name)
+    if expected and record.get("conversion_failed"):
+        record.update(passed=True, verdicts=[f"{config.id}: expected failure: the baseline records that this "
+                                             f"model does not convert ({expected[:200]})"])
+    return write_record(options, record)
 
 
 

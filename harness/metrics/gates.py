@@ -149,11 +149,21 @@ class Baseline:
     entries: dict[str, Entry]
     written_from: dict = field(default_factory=dict)
     path: Path | None = None
+    # Configurations whose model did not convert when the baseline was measured, with the
+    # converter's message: their cases are expected failures until the model converts.
+    conversion_failures: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"format": FORMAT, "zoo": self.zoo, "profile": self.profile, "written_from": self.written_from,
-                "policy": self.policy.to_dict(), "fingerprint": self.fingerprint, "sample_ids": self.sample_ids,
-                "configurations": {k: self.entries[k].to_dict() for k in sorted(self.entries)}}
+        out = {"format": FORMAT, "zoo": self.zoo, "profile": self.profile, "written_from": self.written_from,
+               "policy": self.policy.to_dict(), "fingerprint": self.fingerprint, "sample_ids": self.sample_ids,
+               "configurations": {k: self.entries[k].to_dict() for k in sorted(self.entries)}}
+        if self.conversion_failures:
+            out["conversion_failures"] = {k: self.conversion_failures[k] for k in sorted(self.conversion_failures)}
+        return out
+
+    def expects_conversion_failure(self, config_id: str) -> str | None:
+        """The converter's message the baseline recorded for ``config_id``, or None."""
+        return self.conversion_failures.get(config_id)
 
 
 def default_path(zoo: str, profile: str) -> Path:
@@ -208,8 +218,18 @@ def load_baseline(path: Path, valid_ids: Iterable[str], zoo: str, profile: str) 
                              f"{' ...' if len(unknown) > 5 else ''}; valid ids look like {sorted(valid)[:3]}")
     entries = {cid: _entry(body, f"{path}: {cid}", len(ids), cid.rsplit("-", 1)[-1])
                for cid, body in configurations.items()}
+    failures = raw.get("conversion_failures", {})
+    if not isinstance(failures, dict) or not all(isinstance(m, str) and m.strip() for m in failures.values()):
+        raise ThresholdError(f"{path}: 'conversion_failures' must map configuration ids to the converter's "
+                             "message (non-empty strings)")
+    unknown = sorted(set(failures) - valid)
+    if unknown:
+        raise ThresholdError(f"{path}: conversion_failures names configurations this run cannot produce: {unknown[:5]}")
+    both = sorted(set(failures) & set(entries))
+    if both:
+        raise ThresholdError(f"{path}: {both[0]} is both measured (configurations) and a conversion failure")
     return Baseline(zoo, profile, policy, fingerprint, ids, entries,
-                    raw.get("written_from") if isinstance(raw.get("written_from"), dict) else {}, path)
+                    raw.get("written_from") if isinstance(raw.get("written_from"), dict) else {}, path, dict(failures))
 
 
 def _entry(body, where: str, n_ids: int, platform: str) -> Entry:
@@ -451,17 +471,22 @@ def propose(records: Sequence[Mapping], fingerprint: dict, old: Baseline | None,
             zoo: str, profile: str, policy: Policy, run: str) -> Baseline:
     """A baseline from ``records`` for ``platforms``; other platforms keep ``old``'s entries."""
     ids = fingerprint["samples"]["ids"]
-    entries = {}
+    entries, failures = {}, {}
     if old is not None and old.sample_ids == ids:
         entries = {k: v for k, v in old.entries.items() if k.rsplit("-", 1)[-1] not in platforms}
+        failures = {k: v for k, v in old.conversion_failures.items() if k.rsplit("-", 1)[-1] not in platforms}
     for r in records:
-        if r["platform"] in platforms:
+        if r["platform"] not in platforms:
+            continue
+        if r.get("conversion_failed"):  # expected to fail, with this message, until the model converts
+            failures[r["configuration"]] = r["conversion_failed"]["message"]
+        else:
             entries[r["configuration"]] = entry_from_record(r, policy)
     fp = {k: v for k, v in fingerprint.items()}
     fp["samples"] = {k: v for k, v in fingerprint["samples"].items() if k != "ids"}
     return Baseline(zoo, profile, policy, fp, list(ids), entries,
                     {"run": run, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                     "platforms": sorted(platforms)})
+                     "platforms": sorted(platforms)}, conversion_failures=failures)
 
 
 def describe_changes(old: Baseline | None, new: Baseline) -> list[str]:
@@ -470,8 +495,14 @@ def describe_changes(old: Baseline | None, new: Baseline) -> list[str]:
         return [f"no live baseline: all {len(new.entries)} configurations are new"]
     lines = []
     looser_count = changed = 0
+    for cid in sorted(set(old.conversion_failures) | set(new.conversion_failures)):
+        a, b = old.conversion_failures.get(cid), new.conversion_failures.get(cid)
+        if a != b:
+            lines.append(f"{cid}: " + ("now converts" if b is None else f"conversion fails: {b[:200]}"))
     for cid in sorted(set(old.entries) | set(new.entries)):
         a, b = old.entries.get(cid), new.entries.get(cid)
+        if b is None and cid in new.conversion_failures or a is None and cid in old.conversion_failures:
+            continue  # said above
         if a is None or b is None:
             lines.append(f"{cid}: {'added' if a is None else 'removed'}")
             continue
