@@ -37,12 +37,17 @@ def test_configuration(configuration, study, run_options, request):
     except ConversionError as exc:  # this configuration's model did not convert: say so in one line, run on
         expected = baseline.expects_conversion_failure(configuration.id) if baseline is not None else None
         suite.write_error_record(run_options, configuration, exc, traceback.format_exc(), expected=expected)
-        if expected:
-            pytest.xfail(f"{configuration.id}: the model does not convert, as the baseline records: {exc}")
-        pytest.fail(f"{configuration.id}: the model did not convert: {exc}", pytrace=False)
+        record, failed = None, (expected, f"{configuration.id}: the model did not convert: {exc}")
     except Exception as exc:  # recorded, so the report shows the configuration as an error, not as absent
         suite.write_error_record(run_options, configuration, exc, traceback.format_exc())
         raise
+    else:
+        failed = None
+    if failed is not None:  # outside the except block: one line, without the converter's traceback
+        expected, message = failed
+        if expected:
+            pytest.xfail(f"{message} (as the baseline records)")
+        pytest.fail(message, pytrace=False)
     if baseline is None:  # proposing a baseline with nothing to judge against: the proposal shows the numbers
         record.update(gate={}, verdicts=["not judged: no baseline measured on these settings (proposal run)"],
                       passed=True)
