@@ -159,7 +159,8 @@ def _header(run_info: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -
     if failed:
         rows.append(["failed", ", ".join(_link(r["config_id"]) for r in failed)])
     extra = {k: v for k, v in run_info.items()
-             if k not in ("run", "date", "zoo", "profile", "versions", "environment")}
+             if k not in ("run", "date", "zoo", "profile", "versions", "environment",
+                          "errors")}  # errors: their own tables (Errors, Conversion failures)
     out = [f"<h1>On-device robustness report{(': ' + escape(str(run))) if run else ''}</h1>",
            _table(["", ""], [[escape(k), v] for k, v in rows], left=2)]
     out.append("<details open><summary>Profile</summary>" +
