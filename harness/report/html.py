@@ -534,7 +534,8 @@ def _runtime_section(statistics: Mapping[str, Any], records: Sequence[Mapping[st
     out.append('<h3 id="runtime-mcnemar">Per configuration: McNemar</h3><p class="small">Runtime a (first) against '
                "runtime b on the same samples; b = samples only runtime a was fooled on, c = samples only runtime b "
                "was fooled on; McNemar's exact test; BH = Benjamini-Hochberg over this table.</p>"
-               + _table(["configuration (runtime a)", "configuration (runtime b)", "runtimes a / b", "success a", "success b", "a − b", "paired n",
+               + _table(["configuration (runtime a)", "configuration (runtime b)", "runtimes a / b",
+                         "success a", "success b", "a − b", "paired n",
                          "b", "c", "McNemar p", "BH q"], table, left=3))
     agreement = []
     for c in rows:
@@ -551,7 +552,8 @@ def _runtime_section(statistics: Mapping[str, Any], records: Sequence[Mapping[st
         out.append('<h3 id="runtime-agreement">Numeric agreement</h3><p class="small">The two runtimes\' outputs '
                    "on the same clean and adversarial images: share of equal top-1 predictions, largest |logit "
                    "difference|, and whether every logit is bit-identical.</p>"
-                   + _table(["configuration (runtime a)", "configuration (runtime b)", "clean agreement", "clean max |Δ logit|",
+                   + _table(["configuration (runtime a)", "configuration (runtime b)",
+                             "clean agreement", "clean max |Δ logit|",
                              "clean bit-exact", "adv. agreement", "adv. max |Δ logit|", "adv. bit-exact"],
                             agreement, left=2))
     else:

@@ -276,7 +276,8 @@ def deployed_runtime(record: Mapping[str, Any]) -> str | None:
     return record.get("runtime") or NATIVE_RUNTIMES.get(record.get("framework"))
 
 
-RUNTIME_NAMES = {"litert": "LiteRT (.tflite)", "torch_lite": "lite interpreter (.ptl)", "executorch": "ExecuTorch (.pte)"}
+RUNTIME_NAMES = {"litert": "LiteRT (.tflite)", "torch_lite": "lite interpreter (.ptl)",
+                 "executorch": "ExecuTorch (.pte)"}
 
 
 def runtime_order(framework: str, runtimes: Iterable[str]) -> list[str]:

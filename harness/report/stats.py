@@ -14,6 +14,10 @@ Methods (all from SciPy where SciPy has them):
   PC float model, the reference every conversion is judged against) and float vs int8
   (same platform). Within each family of per-configuration tests the Benjamini-Hochberg
   adjusted p (``scipy.stats.false_discovery_control``) is reported beside the raw p.
+* **Framework or runtime?** (:func:`compare_runtimes`): the same weights on two runtimes of
+  one platform, McNemar's exact test paired by sample id (the ids must match), BH over all
+  runtime pairs, with the records' numeric agreement; summarised per runtime pair beside the
+  same summary for TensorFlow vs PyTorch on their native runtimes.
 * **Paired Wilcoxon signed-rank test** across configurations (``scipy.stats.wilcoxon``,
   defaults: ``zero_method="wilcox"``, ``method="auto"``), wrapped so that fewer than two
   pairs or all-zero differences give a clear result instead of an exception or a NaN.
@@ -526,8 +530,9 @@ def runtime_verdict(result: Mapping[str, Any]) -> str:
         who = framework_name(s["framework"], "pc")
         text = (f"The same {who} weights on {a} and on {b} ({s['n_comparisons']} configurations paired by sample "
                 f"id): median |\u0394 success| {format_pp(s['median_abs_difference']).lstrip('+')} (largest "
-                f"{format_pp(s['max_abs_difference']).lstrip('+')}), a median {format_pct(s['median_discordant_fraction'])} "
-                f"of per-sample outcomes flipped (at most {format_pct(s['max_discordant_fraction'])}); McNemar's exact "
+                f"{format_pp(s['max_abs_difference']).lstrip('+')}), a median "
+                f"{format_pct(s['median_discordant_fraction'])} of per-sample outcomes flipped (at most "
+                f"{format_pct(s['max_discordant_fraction'])}); McNemar's exact "
                 f"test p<{alpha:g} in {s['n_significant']} of {s['n_comparisons']} ({s['n_significant_bh']} after "
                 f"Benjamini-Hochberg).")
         ag = s["agreement"]

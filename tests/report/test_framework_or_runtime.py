@@ -123,7 +123,8 @@ def test_summary_counts_follow_the_rows():
     result = compare_runtimes(base + extra)
     assert len(result["summary"]) == 3
     for s in result["summary"]:
-        rows = [r for r in result["comparisons"] if (r["runtime_a"], r["runtime_b"]) == (s["runtime_a"], s["runtime_b"])]
+        pair = (s["runtime_a"], s["runtime_b"])
+        rows = [r for r in result["comparisons"] if (r["runtime_a"], r["runtime_b"]) == pair]
         assert s["n_comparisons"] == len(rows) == 18
         assert s["n_significant"] == sum(r["p_value"] < 0.05 for r in rows)
         assert s["n_significant_bh"] == sum(r["p_value_bh"] < 0.05 for r in rows)
