@@ -7,7 +7,8 @@ says what it shows and the configuration ids it plots.
 * success rate by framework, model and attack, one figure per platform and quantization
   (the paper's Fig. 2 on mobile and Fig. 3 on PC);
 * PC vs mobile, paired by framework, model and attack (Fig. 4);
-* float vs int8 on the same platform (Fig. 5).
+* float vs int8 on the same platform (Fig. 5);
+* framework or runtime? the same weights on each of their runtimes, per framework and platform.
 
 Every bar carries its Wilson 95% interval as an error bar; lower bars mean more robust.
 """
@@ -23,8 +24,9 @@ from typing import Any, Mapping, Sequence
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from harness.report.records import (ATTACK_NAMES, MODEL_NAMES, PLATFORM_NAMES, axis_values, framework_name,
-                                    runtime_axis, validate_records)
+from harness.report.records import (ATTACK_NAMES, MODEL_NAMES, PLATFORM_NAMES, RUNTIME_NAMES, axis_values,
+                                    deployed_runtime, framework_name, runtime_axis, runtime_order, validate_records)
+from harness.report.stats import ALPHA, compare_runtimes, is_direct
 
 MIME = {"png": "image/png", "svg": "image/svg+xml"}
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
@@ -71,12 +73,14 @@ def _pct(rec: Mapping[str, Any]) -> tuple[float, float, float]:
     return rate, max(0.0, rate - low), max(0.0, high - rate)
 
 
-def _grouped_bars(ax, attacks: Sequence[str], series: Sequence[tuple[str, Sequence[Mapping | None]]]) -> list[str]:
-    """One group per attack, one bar per series; returns the plotted configuration ids."""
+def _grouped_bars(ax, attacks: Sequence[str], series: Sequence[tuple[str, Sequence[Mapping | None]]],
+                  marks: Mapping[str, str] | None = None) -> list[str]:
+    """One group per attack, one bar per series; returns the plotted configuration ids.
+    ``marks``: configuration id -> text appended to its bar's label (a significance mark)."""
     plotted = []
     width = 0.8 / max(1, len(series))
     for s, (label, recs) in enumerate(series):
-        xs, heights, err_lo, err_hi = [], [], [], []
+        xs, heights, err_lo, err_hi, texts = [], [], [], [], []
         for i, rec in enumerate(recs):
             if rec is None:
                 continue
@@ -85,10 +89,11 @@ def _grouped_bars(ax, attacks: Sequence[str], series: Sequence[tuple[str, Sequen
             heights.append(rate)
             err_lo.append(lo)
             err_hi.append(hi)
+            texts.append(f"{rate:.1f}" + (marks or {}).get(rec["config_id"], ""))
             plotted.append(rec["config_id"])
         bars = ax.bar(xs, heights, width * 0.95, label=label, color=COLORS[s % len(COLORS)],
                       yerr=[err_lo, err_hi], capsize=2, error_kw={"elinewidth": 0.8, "ecolor": "#333333"})
-        ax.bar_label(bars, labels=[f"{h:.1f}" for h in heights], fontsize=6, padding=1)
+        ax.bar_label(bars, labels=texts, fontsize=6, padding=1)
     ax.set_xticks(range(len(attacks)), [ATTACK_NAMES.get(a, a) for a in attacks], fontsize=8)
     ax.set_ylim(0, 112)
     ax.set_yticks(range(0, 101, 20))
@@ -186,6 +191,47 @@ def quantization_figure(records: Sequence[Mapping[str, Any]], platform: str = "m
                           [("float", "float", platform), ("int8", "int8", platform)], fmt)
 
 
+def runtime_figure(records: Sequence[Mapping[str, Any]], framework: str, platform: str,
+                   comparisons: Sequence[Mapping[str, Any]], alpha: float = ALPHA,
+                   fmt: str = "png") -> ReportFigure | None:
+    """The same ``framework`` weights on each runtime of ``platform``: rows quantizations, panels
+    models, groups attacks, one bar per runtime; a bar whose outcomes differ from the native
+    runtime's (McNemar, BH q < alpha) is marked with an asterisk."""
+    recs = [r for r in records if r["framework"] == framework and r["platform"] == platform and not is_direct(r)]
+    runtimes = runtime_order(framework, {deployed_runtime(r) for r in recs})
+    if len(runtimes) < 2:
+        return None
+    idx = {(r["model"], r["attack"], r["quantization"], deployed_runtime(r)): r for r in recs}
+    native = runtimes[0]
+    marks = {c["config_id_b"]: "*" for c in comparisons
+             if c["runtime_a"] == native and c["p_value_bh"] is not None and c["p_value_bh"] < alpha}
+    models, attacks, quants = (axis_values(recs, a) for a in ("model", "attack", "quantization"))
+    fig = Figure(figsize=(3.5 * len(models) + 0.4, 2.7 * len(quants) + 0.8))
+    axes = fig.subplots(len(quants), len(models), squeeze=False)
+    plotted = []
+    for row, q in enumerate(quants):
+        for col, model in enumerate(models):
+            ax = axes[row][col]
+            series = [(RUNTIME_NAMES.get(rt, rt), [idx.get((model, a, q, rt)) for a in attacks]) for rt in runtimes]
+            plotted += _grouped_bars(ax, attacks, series, marks)
+            ax.set_title(f"{MODEL_NAMES.get(model, model)}, {q}", fontsize=9)
+        axes[row][0].set_ylabel("attack success rate (%)", fontsize=8)
+    axes[0][-1].legend(fontsize=7, loc="upper right")
+    where = PLATFORM_NAMES.get(platform, platform)
+    names = " and ".join(RUNTIME_NAMES.get(rt, rt) for rt in runtimes)
+    title = (f"Framework or runtime? The same {framework_name(framework, 'pc')} weights on {names} ({where}), "
+             f"by model, quantization and attack (error bars: Wilson 95% CI; * = differs from "
+             f"{RUNTIME_NAMES.get(native, native)}, McNemar BH q < {alpha:g})")
+    _suptitle(fig, title)
+    fig.tight_layout()
+    caption = (f"Every bar of a group is measured on the same adversarial PNGs, run by another runtime from the "
+               f"same weights; a gap between bars is what the runtime alone changed. An asterisk marks a runtime "
+               f"whose per-sample outcomes differ from {RUNTIME_NAMES.get(native, native)}'s (McNemar's exact "
+               f"test, Benjamini-Hochberg over all runtime pairs); the numbers are in the table below.")
+    return ReportFigure(f"fig-runtime-{framework}-{platform}", title, caption, fmt, _render(fig, fmt),
+                        tuple(plotted))
+
+
 def build_figures(records: Sequence[Mapping[str, Any]], fmt: str = "png") -> list[ReportFigure]:
     """All figures the run's records support, in report order."""
     recs = validate_records(records)
@@ -197,4 +243,8 @@ def build_figures(records: Sequence[Mapping[str, Any]], fmt: str = "png") -> lis
     for platform in (p for p in platforms if p != "pc"):
         figures.append(platform_figure(recs, platform, "float", fmt))
         figures.append(quantization_figure(recs, platform, fmt))
+    comparisons = compare_runtimes(recs)["comparisons"]
+    for platform in (p for p in platforms if p != "pc"):
+        for framework in axis_values(recs, "framework"):
+            figures.append(runtime_figure(recs, framework, platform, comparisons, fmt=fmt))
     return [f for f in figures if f is not None]

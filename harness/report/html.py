@@ -14,8 +14,8 @@ from html import escape
 from typing import Any, Iterable, Mapping, Sequence
 
 from harness.report.figures import ReportFigure
-from harness.report.records import (ATTACK_NAMES, MODEL_NAMES, PLATFORM_NAMES, axis_values, framework_name,
-                                    runtime_axis)
+from harness.report.records import (ATTACK_NAMES, MODEL_NAMES, PLATFORM_NAMES, RUNTIME_NAMES, axis_values,
+                                    deployed_runtime, framework_name, runtime_axis)
 from harness.report.stats import format_a, format_p, format_pct, format_pp
 
 CSS = """
@@ -159,7 +159,8 @@ def _header(run_info: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -
     if failed:
         rows.append(["failed", ", ".join(_link(r["config_id"]) for r in failed)])
     extra = {k: v for k, v in run_info.items()
-             if k not in ("run", "date", "zoo", "profile", "versions", "environment")}
+             if k not in ("run", "date", "zoo", "profile", "versions", "environment",
+                          "errors")}  # errors: their own tables (Errors, Conversion failures)
     out = [f"<h1>On-device robustness report{(': ' + escape(str(run))) if run else ''}</h1>",
            _table(["", ""], [[escape(k), v] for k, v in rows], left=2)]
     out.append("<details open><summary>Profile</summary>" +
@@ -218,8 +219,8 @@ def _summary_table(statistics: Mapping[str, Any]) -> str:
                     "McNemar p<\u03b1"], rows, left=2))
 
 
-def _figures(figures: Sequence[ReportFigure]) -> str:
-    out = ['<h2 id="figures">Figures</h2>']
+def _figures(figures: Sequence[ReportFigure], heading: bool = True) -> str:
+    out = ['<h2 id="figures">Figures</h2>'] if heading else []
     for f in figures:
         out.append(f'<figure id="{escape(f.key)}"><img alt="{escape(f.title)}" src="{f.data_uri()}">'
                    f"<figcaption><b>{escape(f.title)}.</b> {escape(f.caption)}</figcaption></figure>")
@@ -418,15 +419,147 @@ def _methods(statistics: Mapping[str, Any]) -> str:
             "the full numbers are in statistics.json beside this page.</p>")
 
 
+def _is_conversion_failure(error: Mapping[str, Any]) -> bool:
+    return isinstance(error.get("conversion_failed"), Mapping)
+
+
 def _errors(run_info: Mapping[str, Any]) -> str:
-    """Configurations that raised instead of producing a record: the report covers fewer, and says so."""
-    errors = run_info.get("errors") or []
+    """Configurations that raised instead of producing a record: the report covers fewer, and says so.
+    Conversion failures have their own table (:func:`_conversion_failures`) and are not repeated here."""
+    errors = [e for e in run_info.get("errors") or [] if not _is_conversion_failure(e)]
     if not errors:
         return ""
     rows = "".join(f"<tr><td>{escape(str(e.get('configuration')))}</td><td>{escape(str(e.get('error')))}</td></tr>"
                    for e in errors)
     return (f'<h2 id="errors">Errors</h2><p>{len(errors)} configurations raised an error and are missing from '
             f"every table below.</p><table><tr><th>configuration</th><th>error</th></tr>{rows}</table>")
+
+
+def _conversion_failures(run_info: Mapping[str, Any]) -> str:
+    """Configurations whose model could not be converted for their runtime, with the converter's message."""
+    failures = [e for e in run_info.get("errors") or [] if _is_conversion_failure(e)]
+    if not failures:
+        return ""
+    rows = []
+    for e in failures:
+        c = e["conversion_failed"]
+        rows.append([escape(str(e.get("configuration"))), escape(str(c.get("converter", "n/a"))),
+                     escape(str(c.get("format", "n/a"))), escape(str(c.get("quantization", "n/a"))),
+                     f'<code>{escape(str(c.get("message") or e.get("error") or ""))}</code>'])
+    return ('<h2 id="conversion-failures">Conversion failures</h2>'
+            f"<p>{len(failures)} configurations have no record because their model could not be converted for "
+            "their runtime; they are missing from every table below. The message is the converter's own.</p>"
+            + _table(["configuration", "converter", "format", "quantization", "converter's message"], rows, left=5))
+
+
+def _runtime_name(runtime: Any) -> str:
+    return escape(str(RUNTIME_NAMES.get(runtime, runtime)))
+
+
+def _sci(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.2e}"
+
+
+def _delegation_table(records: Sequence[Mapping[str, Any]]) -> str:
+    """The ExecuTorch files' delegation to their backend, once per framework, model and quantization."""
+    rows, seen = [], set()
+    for r in records:
+        d = r.get("delegation")
+        if not isinstance(d, Mapping):
+            continue
+        key = (r["framework"], r["model"], r["quantization"], deployed_runtime(r), json.dumps(d, sort_keys=True,
+                                                                                              default=str))
+        if key in seen:
+            continue
+        seen.add(key)
+        non = d.get("non_delegated_ops") or {}
+        frac = d.get("delegated_fraction")
+        rows.append([_link(r["config_id"], f"{framework_name(r['framework'], 'pc')} "
+                                           f"{MODEL_NAMES.get(r['model'], r['model'])}"),
+                     escape(str(r["quantization"])), _runtime_name(deployed_runtime(r)),
+                     escape(str(d.get("backend", "n/a"))),
+                     "n/a" if frac is None else escape(f"{100 * frac:.1f}%"),
+                     escape(str(d.get("delegated_subgraphs", "n/a"))),
+                     escape(str(sum((d.get("delegated_ops") or {}).values()))),
+                     escape(", ".join(f"{op} ×{n}" for op, n in sorted(non.items())) or "none")])
+    if not rows:
+        return ""
+    return ('<h3 id="delegation">Delegation</h3><p class="small">Share of the ExecuTorch program\'s operators '
+            "delegated to the backend (the rest run on the portable kernels); the link goes to one configuration "
+            "of the file.</p>"
+            + _table(["model", "quantization", "runtime", "backend", "delegated", "subgraphs", "delegated ops",
+                      "not delegated"], rows, left=4))
+
+
+def _runtime_section(statistics: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
+                     figures: Sequence[ReportFigure], ids: Sequence[str]) -> str:
+    """Framework or runtime? The verdict, the runtime figures and the tables behind them."""
+    result = statistics.get("runtime_comparisons") or {}
+    rows = result.get("comparisons") or []
+    delegation = _delegation_table(records)
+    if not rows:
+        return ('<h2 id="framework-or-runtime">Delegation</h2>' + delegation) if delegation else ""
+    alpha = result["alpha"]
+    out = ['<h2 id="framework-or-runtime">Framework or runtime?</h2>',
+           '<p class="small">The same weights run by several runtimes on the same platform and the same adversarial '
+           "PNGs, against TensorFlow vs PyTorch on their native runtimes. Generated from this run's numbers.</p>",
+           f'<div class="answer">{_linkify_ids(escape(result.get("verdict", "")), ids)}</div>',
+           _figures([f for f in figures if f.key.startswith("fig-runtime-")], heading=False)]
+    summary = []
+    for s in result["summary"]:
+        summary.append([escape(f"{framework_name(s['framework'], 'pc')}: ")
+                        + _runtime_name(s["runtime_a"]) + " vs " + _runtime_name(s["runtime_b"]),
+                        escape(", ".join(s["platforms"])), str(s["n_comparisons"]),
+                        f"{s['n_significant']} ({s['n_significant_bh']} BH)",
+                        escape(format_pp(s["median_abs_difference"]).lstrip("+")),
+                        escape(format_pp(s["max_abs_difference"]).lstrip("+")),
+                        escape(format_pct(s["median_discordant_fraction"]))])
+    fw = result.get("framework") or {}
+    if fw.get("n_comparisons"):
+        summary.append(["TensorFlow vs PyTorch (native runtimes)", escape(", ".join(fw["platforms"])),
+                        str(fw["n_comparisons"]), f"{fw['n_significant']} ({fw['n_significant_bh']} BH)",
+                        escape(format_pp(fw["median_abs_difference"]).lstrip("+")),
+                        escape(format_pp(fw["max_abs_difference"]).lstrip("+")),
+                        escape(format_pct(fw["median_discordant_fraction"]))])
+    out.append("<h3>Runtime against framework</h3>" + _table(
+        ["switch", "platforms", "configurations", f"McNemar p<{alpha:g}", "median |Δ success|",
+         "max |Δ success|", "median flipped"], summary, left=2))
+    table = []
+    for c in rows:
+        table.append([_link(c["config_id_a"]), _link(c["config_id_b"]),
+                      f'<code>{escape(str(c["runtime_a"]))}</code> / <code>{escape(str(c["runtime_b"]))}</code>',
+                      escape(format_pct(c["success_rate_a"])), escape(format_pct(c["success_rate_b"])),
+                      escape(format_pp(c["difference"])), str(c["n_paired"]), _num(c["b"]), _num(c["c"]),
+                      escape(format_p(c["p_value"])), escape(format_p(c["p_value_bh"]))])
+    out.append('<h3 id="runtime-mcnemar">Per configuration: McNemar</h3><p class="small">Runtime a (first) against '
+               "runtime b on the same samples; b = samples only runtime a was fooled on, c = samples only runtime b "
+               "was fooled on; McNemar's exact test; BH = Benjamini-Hochberg over this table.</p>"
+               + _table(["configuration (runtime a)", "configuration (runtime b)", "runtimes a / b",
+                         "success a", "success b", "a − b", "paired n",
+                         "b", "c", "McNemar p", "BH q"], table, left=3))
+    agreement = []
+    for c in rows:
+        ag = c.get("agreement")
+        if not ag:
+            continue
+        cells = []
+        for kind in ("clean", "adversarial"):
+            e = ag.get(kind) or {}
+            cells += [escape(format_pct(e.get("prediction_agreement"))), escape(_sci(e.get("max_abs_logit_diff"))),
+                      "yes" if e.get("bit_exact") else "no" if e else "n/a"]
+        agreement.append([_link(c["config_id_a"]), _link(c["config_id_b"])] + cells)
+    if agreement:
+        out.append('<h3 id="runtime-agreement">Numeric agreement</h3><p class="small">The two runtimes\' outputs '
+                   "on the same clean and adversarial images: share of equal top-1 predictions, largest |logit "
+                   "difference|, and whether every logit is bit-identical.</p>"
+                   + _table(["configuration (runtime a)", "configuration (runtime b)",
+                             "clean agreement", "clean max |Δ logit|",
+                             "clean bit-exact", "adv. agreement", "adv. max |Δ logit|", "adv. bit-exact"],
+                            agreement, left=2))
+    else:
+        out.append('<p class="small">No record carries runtime_agreement: numeric agreement not measured.</p>')
+    out.append(delegation)
+    return "\n".join(p for p in out if p)
 
 
 def render_html(records: Sequence[Mapping[str, Any]], statistics: Mapping[str, Any],
@@ -439,6 +572,8 @@ def render_html(records: Sequence[Mapping[str, Any]], statistics: Mapping[str, A
     title = f"On-device robustness report {run_info.get('run', '')}".strip()
     host_vs_arm = _host_vs_arm_table(records)
     direct = _direct_table(statistics.get("direct_comparisons") or [])
+    runtime = _runtime_section(statistics, records, figures, ids)
+    conversion = _conversion_failures(run_info)
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
@@ -447,12 +582,16 @@ def render_html(records: Sequence[Mapping[str, Any]], statistics: Mapping[str, A
         '<a href="#inference-time">inference time</a> \u00b7 <a href="#generation-time">generation time</a> '
         '\u00b7 ' + ('<a href="#host-vs-arm">host vs ARM</a> \u00b7 ' if host_vs_arm else '') +
         ('<a href="#direct-vs-transfer">direct vs transferred</a> \u00b7 ' if direct else '') +
+        ('<a href="#framework-or-runtime">framework or runtime?</a> \u00b7 ' if runtime else '') +
+        ('<a href="#conversion-failures">conversion failures</a> \u00b7 ' if conversion else '') +
         '<a href="#quantization-effect">quantization effect</a> \u00b7 <a href="#pc-vs-mobile">PC vs '
         'mobile</a> \u00b7 <a href="#results">all configurations</a> \u00b7 <a href="#methods">methods</a></p>',
         _errors(run_info),
+        conversion,
         _answers(statistics, ids),
         _summary_table(statistics),
-        _figures(figures),
+        _figures([f for f in figures if not f.key.startswith("fig-runtime-")]),
+        runtime,
         _inference_tables(records),
         host_vs_arm,
         _generation_table(records),

@@ -266,3 +266,24 @@ def success_rate(record: Mapping[str, Any]) -> float:
     """The rate the statistics use: exactly k/n from the per-sample outcomes."""
     outcomes = record["per_sample_success"]
     return sum(bool(x) for x in outcomes) / len(outcomes)
+
+
+def deployed_runtime(record: Mapping[str, Any]) -> str | None:
+    """The runtime that ran the record's model: its ``runtime``, else its framework's native one
+    (records written before the runtime axis carry none); None on the PC (the framework itself)."""
+    if record.get("platform") == "pc":
+        return None
+    return record.get("runtime") or NATIVE_RUNTIMES.get(record.get("framework"))
+
+
+RUNTIME_NAMES = {"litert": "LiteRT (.tflite)", "torch_lite": "lite interpreter (.ptl)",
+                 "executorch": "ExecuTorch (.pte)"}
+
+
+def runtime_order(framework: str, runtimes: Iterable[str]) -> list[str]:
+    """The framework's native runtime first, then the known runtimes in RUNTIME_FORMATS order, then the rest."""
+    from harness.zoo.base import RUNTIME_FORMATS
+
+    known = list(RUNTIME_FORMATS)
+    native = NATIVE_RUNTIMES.get(framework)
+    return sorted(set(runtimes), key=lambda r: (r != native, known.index(r) if r in known else len(known), r))

@@ -14,6 +14,10 @@ Methods (all from SciPy where SciPy has them):
   PC float model, the reference every conversion is judged against) and float vs int8
   (same platform). Within each family of per-configuration tests the Benjamini-Hochberg
   adjusted p (``scipy.stats.false_discovery_control``) is reported beside the raw p.
+* **Framework or runtime?** (:func:`compare_runtimes`): the same weights on two runtimes of
+  one platform, McNemar's exact test paired by sample id (the ids must match), BH over all
+  runtime pairs, with the records' numeric agreement; summarised per runtime pair beside the
+  same summary for TensorFlow vs PyTorch on their native runtimes.
 * **Paired Wilcoxon signed-rank test** across configurations (``scipy.stats.wilcoxon``,
   defaults: ``zero_method="wilcox"``, ``method="auto"``), wrapped so that fewer than two
   pairs or all-zero differences give a clear result instead of an exception or a NaN.
@@ -45,8 +49,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 from scipy import stats as _sp
 
-from harness.report.records import (ATTACK_NAMES, MODEL_NAMES, axis_values, config_id, framework_name, identity,
-                                    runtime_axis, success_rate, validate_records)
+from harness.report.records import (ATTACK_NAMES, MODEL_NAMES, RUNTIME_NAMES, RecordError, axis_values, config_id,
+                                    deployed_runtime, framework_name, identity, runtime_axis, runtime_order, sort_key,
+                                    success_rate, validate_records)
 
 ALPHA = 0.05
 CONFIDENCE = 0.95
@@ -363,6 +368,213 @@ def compare_direct(records: Iterable[Mapping[str, Any]]) -> list[dict]:
     return out
 
 
+# ----------------------------------------------------------------------------- framework or runtime?
+AGREEMENT_KINDS = ("clean", "adversarial")
+
+
+def _runtime_pair(first: Mapping[str, Any], second: Mapping[str, Any]) -> tuple[list[bool], list[bool]]:
+    """Both records' outcomes paired by sample id; the same weights on two runtimes of one platform
+    must have been run on the same samples, so differing ids are refused, naming both."""
+    ids_a, ids_b = set(first["sample_ids"]), set(second["sample_ids"])
+    if ids_a != ids_b:
+        only_a, only_b = sorted(ids_a - ids_b, key=str), sorted(ids_b - ids_a, key=str)
+        raise RecordError(
+            f"configuration {config_id(first)}: field 'sample_ids': cannot pair it with {config_id(second)} "
+            f"(same weights, another runtime): {len(only_a)} ids only in the first (e.g. {only_a[:3]}), "
+            f"{len(only_b)} only in the second (e.g. {only_b[:3]}); both runtimes must run the same samples")
+    return paired_outcomes(first, second)
+
+
+def _agreement_between(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict | None:
+    """``runtime_agreement`` of one record towards the other's runtime (the field is symmetric, so
+    either record may carry it); None when neither does."""
+    for rec, other in ((first, second), (second, first)):
+        field = rec.get("runtime_agreement")
+        if isinstance(field, Mapping) and isinstance(field.get(deployed_runtime(other)), Mapping):
+            entry = field[deployed_runtime(other)]
+            return {kind: dict(entry[kind]) for kind in AGREEMENT_KINDS if isinstance(entry.get(kind), Mapping)}
+    return None
+
+
+def runtime_comparison(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict:
+    """One pair of runtimes running the same weights: paired McNemar on the sample ids (``b``:
+    samples only ``first``'s runtime was fooled by, ``c`` the reverse), rates, and the numeric
+    agreement the records carry. Swapping the records swaps b and c and negates the difference."""
+    a, b = _runtime_pair(first, second)
+    res = mcnemar_exact(a, b)
+    rate_a, rate_b = sum(a) / len(a), sum(b) / len(b)
+    return {
+        "framework": first["framework"], "model": first["model"], "attack": first["attack"],
+        "quantization": first["quantization"], "platform": first["platform"],
+        "runtime_a": deployed_runtime(first), "runtime_b": deployed_runtime(second),
+        "config_id_a": config_id(first), "config_id_b": config_id(second),
+        "n_paired": res.n, "success_rate_a": rate_a, "success_rate_b": rate_b, "difference": rate_a - rate_b,
+        "b": res.b, "c": res.c, "discordant_fraction": (res.b + res.c) / res.n, "p_value": res.p_value,
+        "agreement": _agreement_between(first, second),
+    }
+
+
+def _change_summary(rows: Sequence[Mapping[str, Any]], alpha: float) -> dict:
+    """How much a switch moved the outcomes, over per-configuration comparison rows."""
+    diffs = [abs(r["difference"]) for r in rows]
+    flips = [r["discordant_fraction"] for r in rows]
+    largest = max(rows, key=lambda r: (abs(r["difference"]), r["config_id_a"])) if rows else None
+    return {
+        "n_comparisons": len(rows),
+        "n_significant": sum(r["p_value"] < alpha for r in rows),
+        "n_significant_bh": sum(r["p_value_bh"] < alpha for r in rows),
+        "median_abs_difference": float(_pystats.median(diffs)) if diffs else None,
+        "max_abs_difference": max(diffs) if diffs else None,
+        "median_discordant_fraction": float(_pystats.median(flips)) if flips else None,
+        "max_discordant_fraction": max(flips) if flips else None,
+        "largest": None if largest is None else {k: largest[k] for k in (
+            "config_id_a", "config_id_b", "success_rate_a", "success_rate_b", "difference", "p_value", "p_value_bh")},
+    }
+
+
+def _agreement_summary(rows: Sequence[Mapping[str, Any]]) -> dict:
+    out: dict[str, Any] = {"n_with_agreement": sum(bool(r["agreement"]) for r in rows)}
+    for kind in AGREEMENT_KINDS:
+        entries = [r["agreement"][kind] for r in rows if r["agreement"] and kind in r["agreement"]]
+        agree = [e["prediction_agreement"] for e in entries if e.get("prediction_agreement") is not None]
+        diff = [e["max_abs_logit_diff"] for e in entries if e.get("max_abs_logit_diff") is not None]
+        out[kind] = {"n": len(entries),
+                     "min_prediction_agreement": min(agree) if agree else None,
+                     "max_abs_logit_diff": max(diff) if diff else None,
+                     "n_bit_exact": sum(bool(e.get("bit_exact")) for e in entries)}
+    return out
+
+
+def _framework_rows(records: Sequence[Mapping[str, Any]], platforms: Iterable[str]) -> list[dict]:
+    """TensorFlow vs PyTorch on their native runtimes (the paper's RQ1 pairing) on ``platforms``,
+    in the same row shape as the runtime comparison, BH over this family."""
+    keys = ("model", "attack", "quantization", "platform")
+    platforms = set(platforms)
+    recs = [r for r in records if r["platform"] in platforms]
+    rows = []
+    for x, y in _pairs(recs, {"framework": "tensorflow"}, {"framework": "pytorch"}, keys):
+        res = mcnemar_records(x, y)
+        if res is None:
+            continue
+        rate_x, rate_y = paired_rates(x, y)
+        rows.append({"model": x["model"], "attack": x["attack"], "quantization": x["quantization"],
+                     "platform": x["platform"], "config_id_a": config_id(x), "config_id_b": config_id(y),
+                     "n_paired": res.n, "success_rate_a": rate_x, "success_rate_b": rate_y,
+                     "difference": rate_x - rate_y, "b": res.b, "c": res.c,
+                     "discordant_fraction": (res.b + res.c) / res.n, "p_value": res.p_value})
+    for row, q in zip(rows, _bh([r["p_value"] for r in rows])):
+        row["p_value_bh"] = q
+    return rows
+
+
+def compare_runtimes(records: Iterable[Mapping[str, Any]], alpha: float = ALPHA) -> dict:
+    """Framework or runtime? The same weights on two or more runtimes, against switching framework.
+
+    For every (framework, model, attack, quantization, platform) with transfer-attack records on
+    two or more runtimes (direct attacks craft other images per runtime and are left out), each
+    pair of runtimes (native first): McNemar's exact test paired by sample id (ids must match:
+    :class:`RecordError` otherwise), BH-adjusted q over all runtime pairs, and the records'
+    ``runtime_agreement`` (prediction agreement and max |logit difference|, clean and
+    adversarial). ``summary`` sums it up per framework and runtime pair; ``framework`` is the same
+    summary for TensorFlow vs PyTorch on their native runtimes on the same platforms, for context.
+    """
+    records = [r for r in records if not is_direct(r) and r["platform"] != "pc"]
+    groups: dict[tuple, dict[str, Mapping[str, Any]]] = {}
+    for rec in records:
+        key = tuple(rec[k] for k in ("framework", "model", "attack", "quantization", "platform"))
+        runtime = deployed_runtime(rec)
+        if runtime in groups.setdefault(key, {}):
+            raise RecordError(f"configuration {config_id(rec)}: field 'runtime': {runtime!r} appears twice for "
+                              f"{'-'.join(key)} ({config_id(groups[key][runtime])})")
+        groups[key][runtime] = rec
+    rows = []
+    for key, by_runtime in groups.items():
+        order = runtime_order(key[0], by_runtime)
+        for i, ra in enumerate(order):
+            for rb in order[i + 1:]:
+                rows.append(runtime_comparison(by_runtime[ra], by_runtime[rb]))
+    rows.sort(key=lambda r: (sort_key({**{k: r[k] for k in ("framework", "model", "attack", "quantization",
+                                                             "platform")}, "runtime": None}),
+                             runtime_order(r["framework"], [r["runtime_a"], r["runtime_b"]]).index(r["runtime_a"]),
+                             r["runtime_a"], r["runtime_b"]))
+    for row, q in zip(rows, _bh([r["p_value"] for r in rows])):
+        row["p_value_bh"] = q
+    summary = []
+    for pair in dict.fromkeys((r["framework"], r["runtime_a"], r["runtime_b"]) for r in rows):
+        sel = [r for r in rows if (r["framework"], r["runtime_a"], r["runtime_b"]) == pair]
+        summary.append({"framework": pair[0], "runtime_a": pair[1], "runtime_b": pair[2],
+                        "platforms": axis_values(sel, "platform"),
+                        **_change_summary(sel, alpha), "agreement": _agreement_summary(sel)})
+    platforms = axis_values(rows, "platform") if rows else []
+    framework_rows = _framework_rows(records, platforms) if rows else []
+    framework = {"x_label": "tensorflow", "y_label": "pytorch", "platforms": platforms,
+                 **_change_summary(framework_rows, alpha), "comparisons": framework_rows}
+    out = {"alpha": alpha, "comparisons": rows, "summary": summary, "framework": framework}
+    out["verdict"] = runtime_verdict(out)
+    return out
+
+
+def _share(s: Mapping[str, Any]) -> float:
+    return s["n_significant_bh"] / s["n_comparisons"] if s["n_comparisons"] else 0.0
+
+
+def runtime_verdict(result: Mapping[str, Any]) -> str:
+    """The "framework or runtime?" answer, worded from the numbers of :func:`compare_runtimes`."""
+    alpha = result["alpha"]
+    if not result["comparisons"]:
+        return "No model was run on more than one runtime in this run: nothing to compare between runtimes."
+    fw = result["framework"]
+    parts = []
+    for s in result["summary"]:
+        a, b = RUNTIME_NAMES.get(s["runtime_a"], s["runtime_a"]), RUNTIME_NAMES.get(s["runtime_b"], s["runtime_b"])
+        who = framework_name(s["framework"], "pc")
+        text = (f"The same {who} weights on {a} and on {b} ({s['n_comparisons']} configurations paired by sample "
+                f"id): median |\u0394 success| {format_pp(s['median_abs_difference']).lstrip('+')} (largest "
+                f"{format_pp(s['max_abs_difference']).lstrip('+')}), a median "
+                f"{format_pct(s['median_discordant_fraction'])} of per-sample outcomes flipped (at most "
+                f"{format_pct(s['max_discordant_fraction'])}); McNemar's exact "
+                f"test p<{alpha:g} in {s['n_significant']} of {s['n_comparisons']} ({s['n_significant_bh']} after "
+                f"Benjamini-Hochberg).")
+        ag = s["agreement"]
+        if ag["n_with_agreement"]:
+            text += (f" Top-1 predictions agreed on at least {format_pct(ag['clean']['min_prediction_agreement'])} "
+                     f"of clean and {format_pct(ag['adversarial']['min_prediction_agreement'])} of adversarial "
+                     f"images; the largest |logit difference| was "
+                     f"{_sci(ag['clean']['max_abs_logit_diff'])} (clean) and "
+                     f"{_sci(ag['adversarial']['max_abs_logit_diff'])} (adversarial).")
+        if not fw["n_comparisons"]:
+            text += " This run has no TensorFlow/PyTorch pairs on the same platforms to set it against."
+        else:
+            # "as much" within a rounding error: rates are k/n, so equal fractions may differ in the last ulp
+            more_sig = _share(s) >= _share(fw) - 1e-12
+            more_diff = s["median_abs_difference"] >= fw["median_abs_difference"] - 1e-12
+            flips_more = s["median_discordant_fraction"] >= fw["median_discordant_fraction"] - 1e-12
+            if more_sig and more_diff and flips_more:
+                verdict = "switching runtime moved the results as much as switching framework, or more"
+            elif not (more_sig or more_diff or flips_more):
+                verdict = "switching runtime moved the results less than switching framework"
+            else:
+                verdict = ("mixed: switching runtime moved the results "
+                           + ", ".join(f"{'as much or more' if m else 'less'} by {what}" for m, what in (
+                               (more_sig, "share of significant configurations"),
+                               (more_diff, "median |\u0394 success|"),
+                               (flips_more, "per-sample flips"))))
+            text += f" Against switching framework: {verdict}."
+        parts.append(text)
+    if fw["n_comparisons"]:
+        parts.append(f"For comparison, TensorFlow vs PyTorch on their native runtimes ({fw['n_comparisons']} "
+                     f"configurations on {', '.join(fw['platforms'])}): median |\u0394 success| "
+                     f"{format_pp(fw['median_abs_difference']).lstrip('+')}, a median "
+                     f"{format_pct(fw['median_discordant_fraction'])} of per-sample outcomes flipped, McNemar "
+                     f"p<{alpha:g} in {fw['n_significant']} of {fw['n_comparisons']} ({fw['n_significant_bh']} after "
+                     f"Benjamini-Hochberg).")
+    return " ".join(parts)
+
+
+def _sci(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2e}"
+
+
 # ----------------------------------------------------------------------------- across configurations
 def paired_summary(pairs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
                    x_label: str, y_label: str, alpha: float = ALPHA) -> dict:
@@ -507,6 +719,10 @@ def compute_statistics(records: Iterable[Mapping[str, Any]], alpha: float = ALPH
                                 "with x > y (ties half); magnitude on max(A, 1 - A): 0.56 / 0.64 / 0.71",
             "direct": "direct attack (queries to the deployed runtime, each query rounded to uint8) against "
                       "transferred PNGs on the same deployment and sample ids: McNemar exact, BH within the family",
+            "runtime": "same weights on two runtimes of one platform (transferred PNGs): McNemar exact on "
+                       "outcomes paired by sample id (ids must match), BH over all runtime pairs; numeric agreement "
+                       "from the records' runtime_agreement; summarised per runtime pair against TensorFlow vs "
+                       "PyTorch on their native runtimes on the same platforms (BH within that family)",
             "direction": "x - y in success rate; A > 0.5: x tends to the higher success rate (less robust)",
         },
         "intervals": {
@@ -518,6 +734,8 @@ def compute_statistics(records: Iterable[Mapping[str, Any]], alpha: float = ALPH
         "platform_comparisons": compare_platforms([r for r in recs if not is_direct(r)]),
         "quantization_comparisons": compare_quantization([r for r in recs if not is_direct(r)]),
         "direct_comparisons": compare_direct(recs),
+        # Framework or runtime? The same weights on several runtimes (transferred PNGs only).
+        "runtime_comparisons": compare_runtimes(recs, alpha),
         # The paper's questions are about transferred PNGs; direct attacks have their own table.
         "rq1": {p: rq1_summary(transferred, p, alpha) for p in platforms},
         "rq2": {p: rq2_summary(transferred, p, alpha) for p in platforms},

@@ -7,7 +7,8 @@ same directory, then ``os.replace``):
   ``n_success`` and ``success_rate_ci`` [low, high]; the per-sample lists are kept;
 * ``results.csv``: one row per configuration, scalar fields; dict and list fields other
   than the per-sample lists are JSON-encoded, the per-sample lists are left out;
-* ``statistics.json``: intervals, per-configuration McNemar tests, RQ1-RQ3 and the answers;
+* ``statistics.json``: intervals, per-configuration McNemar tests, RQ1-RQ3 and the answers,
+  and ``runtime_comparisons`` (framework or runtime? see ``stats.compare_runtimes``);
 * ``run.json``: the run information as given;
 * ``report.html``: the self-contained page;
 
@@ -30,7 +31,7 @@ from typing import Any, Iterable, Mapping
 from harness.cache import atomic_write
 from harness.report.figures import build_figures
 from harness.report.html import render_html
-from harness.report.records import REQUIRED_FIELDS, validate_records
+from harness.report.records import REQUIRED_FIELDS, config_id, validate_records
 from harness.report.stats import compute_statistics
 
 PER_SAMPLE_FIELDS = ("sample_ids", "per_sample_success")
@@ -125,7 +126,11 @@ def write_report(records: Iterable[Mapping[str, Any]], run_info: Mapping[str, An
     """
     records = list(records)
     # A configuration that raised has a record saying so and nothing measured: listed, not validated.
-    errors = [{"configuration": r.get("configuration"), "error": r.get("error")} for r in records if r.get("error")]
+    # A conversion failure also says which converter failed and how (the report's own table).
+    errors = [{"configuration": r.get("configuration") or config_id(r), "error": r.get("error"),
+               **({"conversion_failed": r["conversion_failed"]} if isinstance(r.get("conversion_failed"), Mapping)
+                  else {})}
+              for r in records if r.get("error")]
     recs = validate_records([r for r in records if not r.get("error")])
     out_dir = Path(out_dir)
     run_info = dict(run_info or {})
