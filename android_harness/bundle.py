@@ -8,7 +8,12 @@ What it holds (``bundle.lock.json`` pins every input by version and SHA-256):
 * aarch64 manylinux wheels from PyPI: numpy, pillow, ai-edge-litert (the host's
   version) and, in the ``full`` variant, a CPU build of torch (2.9.1: the newest
   aarch64 torch wheel that is not a CUDA build; it reads the ``.ptl`` files the
-  host's torch writes).
+  host's torch writes) and ExecuTorch's runtime (1.0.1: the aarch64 wheel built against
+  torch 2.9; it runs the ``.pte`` files the host's ExecuTorch 1.5.1 writes, float and
+  int8 XNNPACK, as ``tests/runtime/test_arm64_executorch.py`` checks; see also
+  :mod:`harness.runtime.arm64`). Newer ExecuTorch
+  aarch64 wheels (1.1 and later) link a libtorch that has ``c10::TensorImpl::decref_pyobject``,
+  which torch 2.9.1 lacks, and the torch versions they need have only CUDA aarch64 wheels.
 
 Layout (``B`` is the bundle folder)::
 
@@ -58,7 +63,8 @@ PYTHON = "python3.11"
 LOADER = "ld-linux-aarch64.so.1"
 
 # Runtime families the runner knows, and which bundle variants carry them.
-VARIANTS = {"full": ("litert", "torch"), "litert": ("litert",)}
+# ExecuTorch's Python runtime loads libtorch, so "executorch" needs "torch" beside it.
+VARIANTS = {"full": ("litert", "torch", "executorch"), "litert": ("litert",)}
 
 # --- what `lock` resolves (maintainers) -------------------------------------------------------
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -76,6 +82,9 @@ WHEELS = {
     "litert": ("ai-edge-litert==2.3.0",),
     "torch": ("torch==2.9.1", "typing-extensions==4.15.0", "filelock==3.20.0", "sympy==1.14.0",
               "mpmath==1.3.0", "networkx==3.5", "jinja2==3.1.6", "markupsafe==3.0.3", "fsspec==2025.10.0"),
+    # Built against torch 2.9 (its metadata: torch>=2.9,<2.10); the runner imports only its
+    # pybinding, so none of its export-side dependencies is needed.
+    "executorch": ("executorch==1.0.1",),
 }
 WHEEL_PLATFORMS = ("manylinux2014_aarch64",) + tuple(f"manylinux_2_{n}_aarch64" for n in range(17, 40))
 
@@ -88,6 +97,14 @@ TRIM = (
     "site-packages/torch/bin/test_*", "site-packages/ai_edge_litert/libLiteRtWebGpuAccelerator.so",
     "site-packages/numpy/_core/tests", "site-packages/numpy/tests", "site-packages/numpy/*/tests",
     "site-packages/sympy/*/tests", "site-packages/networkx/*/tests", "site-packages/networkx/*/*/tests",
+    # ExecuTorch: the runner needs only executorch/extension/pybindings (the runtime, with
+    # XNNPACK and the portable and optimized kernels, is one shared library) and version.py.
+    *(f"site-packages/executorch/{d}" for d in ("backends", "codegen", "data", "devtools", "examples", "exir",
+                                                 "export", "include", "kernels", "runtime", "schema", "share",
+                                                 "util")),
+    *(f"site-packages/executorch/extension/{d}" for d in ("audio", "export_util", "flat_tensor", "gguf_util", "llm",
+                                                           "module", "pytree", "training", "wasm")),
+    "site-packages/executorch/extension/pybindings/test",
 )
 
 
@@ -339,6 +356,7 @@ def build_into(out: Path, variant: str, downloads: Path, log=print, lock: dict |
     info = {
         "variant": variant, "families": list(VARIANTS[variant]), "versions": versions,
         "runtimes": {"litert": versions.get("ai-edge-litert"), "torch": versions.get("torch"),
+                     "executorch": versions.get("executorch"),
                      "numpy": versions.get("numpy"), "python": versions["python"]},
         "lock_sha256": hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest(),
         "unpacked_bytes": size, "files": count, "trimmed_bytes": trimmed,

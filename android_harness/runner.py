@@ -4,7 +4,8 @@ One program for every transport: the aarch64 bundle's Python runs it under qemu 
 the host (platform ``arm64``) and on a phone over ADB (platform ``device``); the host's
 own Python can run it too. It needs only the standard library and numpy, plus the
 runtime of each job's family (``ai_edge_litert`` for ``.tflite``, ``torch`` for
-``.ptl``) and Pillow for PNG sets, each imported on first use.
+``.ptl``, ExecuTorch's pybinding and ``torch`` for ``.pte``) and Pillow for PNG sets,
+each imported on first use.
 
     python runner.py JOBS.json OUTDIR
 
@@ -43,7 +44,7 @@ import time
 import traceback
 
 RUNNER_FORMAT = 1
-FAMILIES = {"tflite": "litert", "ptl": "torch"}
+FAMILIES = {"tflite": "litert", "ptl": "torch", "pte": "executorch"}
 STATUS_PREFIX = "RUNNER-STATUS"
 
 import numpy as np  # noqa: E402  (after the constants, so --help-like readers see them first)
@@ -211,7 +212,72 @@ class TorchLiteModel:
         return out.numpy()
 
 
-MODELS = {"tflite": LiteRTModel, "ptl": TorchLiteModel}
+class ExecuTorchModel:
+    """A ``.pte`` program in ExecuTorch's runtime (XNNPACK and the portable/optimized kernels).
+
+    Only the runtime's pybinding is imported (after torch, whose libraries it links): the
+    public ``executorch.runtime`` and ``portable_lib`` modules import ``executorch.exir``,
+    the export side, which the bundle does not carry. The input's leading size is the
+    program's batch: fixed, or the upper bound of a dynamic one. Images run in chunks of
+    it; a shorter last chunk runs as it is where the batch is dynamic, and padded with
+    zeros (their logits dropped) where the program refuses it."""
+
+    def __init__(self, path: str, job: dict):
+        import torch
+
+        et = executorch_binding()
+        self.torch = torch
+        with open(path, "rb") as fh:
+            magic = fh.read(8)[4:8]
+        if not (magic[:2] == b"ET" and magic[2:].isdigit()):
+            raise JobError(f"{path}: not an ExecuTorch program (file identifier {magic!r}, expected ET<nn>)")
+        et._unsafe_reset_threadpool(int(job.get("threads", 1)))
+        self.module = et._load_for_executorch(path)
+        meta = self.module.method_meta("forward")
+        if meta.num_inputs() != 1 or meta.num_outputs() != 1:
+            raise JobError(f"{path}: expected forward with one input and one output, found "
+                           f"{meta.num_inputs()} and {meta.num_outputs()}")
+        self.batch = int(meta.input_tensor_meta(0).sizes()[0])
+        self.classes = int(meta.output_tensor_meta(0).sizes()[-1])
+        self.fixed_batch = False  # until the program refuses a shorter chunk
+
+    def forward(self, chunk: np.ndarray) -> np.ndarray:
+        (out,) = self.module.forward((self.torch.from_numpy(np.ascontiguousarray(chunk)),))
+        return out.numpy()
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        outputs = []
+        for first in range(0, len(x), self.batch):
+            chunk = x[first:first + self.batch]
+            n = len(chunk)
+            if n < self.batch and not self.fixed_batch:
+                try:
+                    outputs.append(self.forward(chunk))
+                    continue
+                except RuntimeError:  # "attempted to resize a static tensor": pad to the batch
+                    self.fixed_batch = True
+            if n < self.batch:
+                chunk = np.concatenate([chunk, np.zeros((self.batch - n, *chunk.shape[1:]), chunk.dtype)])
+            outputs.append(self.forward(chunk)[:n])
+        return np.concatenate(outputs) if outputs else np.zeros((0, self.classes), np.float32)
+
+
+def executorch_binding():
+    """ExecuTorch's runtime pybinding: ``_C`` from 1.1 on, ``_portable_lib`` in 1.0 (the bundle's)."""
+    import importlib
+
+    import torch  # noqa: F401  (the binding links libtorch, which this loads)
+
+    for name in ("_C", "_portable_lib"):
+        try:
+            return importlib.import_module(f"executorch.extension.pybindings.{name}")
+        except ModuleNotFoundError as exc:  # that module (or executorch) is absent; a broken one raises
+            if not f"executorch.extension.pybindings.{name}".startswith(exc.name or "?"):
+                raise
+    raise JobError("this Python has no ExecuTorch runtime (executorch.extension.pybindings._C or _portable_lib)")
+
+
+MODELS = {"tflite": LiteRTModel, "ptl": TorchLiteModel, "pte": ExecuTorchModel}
 
 
 def versions() -> dict:
@@ -220,13 +286,15 @@ def versions() -> dict:
         loaded = sys.modules.get(module)
         if loaded is not None:
             out[name] = getattr(loaded, "__version__", None)
-    if "ai_edge_litert" in sys.modules:
-        try:
-            from importlib.metadata import version
+    for name, module, dist in (("litert", "ai_edge_litert", "ai-edge-litert"),
+                               ("executorch", "executorch", "executorch")):
+        if module in sys.modules:
+            try:
+                from importlib.metadata import version
 
-            out["litert"] = version("ai-edge-litert")
-        except Exception:  # noqa: BLE001  (metadata is a nicety)
-            pass
+                out[name] = version(dist)
+            except Exception:  # noqa: BLE001  (metadata is a nicety)
+                pass
     return out
 
 

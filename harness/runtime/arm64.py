@@ -1,10 +1,25 @@
 """Platform ``arm64``: the phone's code (the aarch64 runtime bundle and the runner) on this host.
 
-The converted model runs in the aarch64 builds of LiteRT and torch, inside the bundle
-of :mod:`android_harness.bundle`, under user-mode qemu (:mod:`android_harness.qemu`):
+The converted model runs in the aarch64 builds of LiteRT, torch and ExecuTorch, inside
+the bundle of :mod:`android_harness.bundle`, under user-mode qemu (:mod:`android_harness.qemu`):
 the ARM kernels a phone executes (XNNPACK, QNNPACK), without a phone. Options:
-``bundle`` (``full``, the default, or ``litert``: no torch inside), ``cache`` (the
-artefact cache holding the bundle and the results), ``resolver`` (LiteRT).
+``bundle`` (``full``, the default, or ``litert``: no torch or ExecuTorch inside), ``cache``
+(the artefact cache holding the bundle and the results), ``resolver`` (LiteRT).
+
+ExecuTorch (``.pte``) on aarch64, as measured (Python 3.11 bundle, torch 2.9.1 CPU):
+
+* the host writes ``.pte`` with ExecuTorch 1.5.1; its aarch64 wheel's runtime binding
+  (``_C``) links libtorch and needs ``c10::TensorImpl::decref_pyobject``, which torch
+  2.9.1 lacks ("undefined symbol" at import; so do 1.1.0 and 1.2.0), and the torch it is
+  built for has only a CUDA aarch64 wheel;
+* ExecuTorch 1.0.1's aarch64 wheel is built for torch 2.9 and loads; its runtime runs the
+  host's 1.5.1 float and int8 XNNPACK programs (float within float rounding of the
+  host's logits; int8 equal but for a few logits one output quantization step apart,
+  5 of 120 on the mini mobilenet_v2: XNNPACK's ARM and x86 requantization round apart): that is what the bundle carries. ExecuTorch does not promise that an
+  older runtime reads newer programs, so a program using something 1.0.1 lacks fails its
+  job with the runtime's message, and the runner reports both versions;
+* executorch-numpy-runtime 1.4.0 (no torch) needs Python 3.12 (cp312-abi3) and reads only
+  ExecuTorch 1.3.1's programs.
 """
 
 from __future__ import annotations
@@ -62,7 +77,7 @@ class Arm64Platform:
     def open(self, request: RuntimeRequest) -> Runtime:
         if request.artifact is None:
             raise UnsupportedConfiguration(
-                f"{request.spec.id}: the arm64 platform runs a converted model file (.tflite or .ptl); "
+                f"{request.spec.id}: the arm64 platform runs a converted model file (.tflite, .ptl or .pte); "
                 "pass the artefact from harness.convert.convert(...)")
         chosen = backend(request.options.get("cache"), request.options.get("bundle"), request.options.get("log"))
         fmt = request.model_file().suffix.lstrip(".")

@@ -31,6 +31,7 @@ def test_the_lock_pins_every_input_by_version_and_sha256():
 def test_the_variants_share_the_lock_and_differ_in_their_runtimes():
     full, litert = bundles.key_parts("full"), bundles.key_parts("litert")
     assert "torch" in full["inputs"]["wheels"] and "torch" not in litert["inputs"]["wheels"]
+    assert "executorch" in full["inputs"]["wheels"] and "executorch" not in litert["inputs"]["wheels"]
     assert full["inputs"]["debian"] == litert["inputs"]["debian"]
     with pytest.raises(bundles.BundleError, match="unknown bundle variant 'tiny'"):
         bundles.key_parts("tiny")
