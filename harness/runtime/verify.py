@@ -17,14 +17,13 @@ not one per run (about 0.3 s for a small ``.tflite``, 2-3 s for a ``.ptl``: impo
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import signal
 import subprocess
+import re
 import sys
-import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -36,6 +35,8 @@ INTERPRETERS = {"tflite": "LiteRT", "ptl": "the PyTorch lite interpreter", "pte"
 OK_LINE = "VERIFY-OK"
 TIMEOUT_S = 300
 STDERR_TAIL = 1500
+NATIVE_LOG = re.compile(r"^\[[\w./-]+\.(?:cpp|cc|h):\d+\] ")  # ExecuTorch's log lines
+LOGGED_LINES = 3
 _VERIFIED: set[str] = set()  # keys of files verified in this process
 
 
@@ -119,26 +120,10 @@ def _describe_failure(done: subprocess.CompletedProcess) -> str:
         return f"the interpreter crashed loading it ({name}, in a child process); its stderr ends: {tail}"
     errors = [line for line in done.stdout.splitlines() if line.startswith("VERIFY-ERROR ")]
     if errors:
-        return errors[-1][len("VERIFY-ERROR "):]
+        # ExecuTorch raises an error code and logs the reason ("[program.cpp:114] File size is too small...")
+        logged = [line.strip() for line in done.stderr.splitlines() if NATIVE_LOG.match(line) and "cpuinfo" not in line]
+        return errors[-1][len("VERIFY-ERROR "):] + (f"; it logged: {'; '.join(logged[-LOGGED_LINES:])}" if logged else "")
     return f"the verifying child exited with status {done.returncode}; its stderr ends: {tail}"
-
-
-@contextlib.contextmanager
-def native_log(lines: list[str]):
-    """Collect what native code writes to file descriptor 2 meanwhile into ``lines`` (ExecuTorch
-    logs the reason it refuses a file there; the exception it raises has an error code only)."""
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            lines.extend(line.strip() for line in sink.read().decode("utf-8", "replace").splitlines()
-                         if line.strip() and "cpuinfo" not in line)
 
 
 # -- the child --------------------------------------------------------------------------------------
@@ -178,12 +163,7 @@ def _load_pte(path: str, settings: dict) -> None:
     torch = import_torch()
     from executorch.runtime import Runtime
 
-    log: list[str] = []
-    try:
-        with native_log(log):
-            method = Runtime.get().load_program(path).load_method("forward")
-    except Exception as exc:  # the exception holds an error code; ExecuTorch logged the reason
-        raise RuntimeError(f"{exc}{'; it logged: ' + '; '.join(log[-3:]) if log else ''}") from exc
+    method = Runtime.get().load_program(path).load_method("forward")  # it logs why it refuses to stderr
     if settings["input_shape"]:
         try:
             method.execute([torch.zeros(settings["input_shape"])])
