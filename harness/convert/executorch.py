@@ -125,7 +125,8 @@ class ExecuTorchConverter:
         io = facts.pop("io")
         expected_input = input_shape(spec, io["max_batch"])
         if io["input"]["shape"] != expected_input or io["input"]["dtype"] != "float32":
-            raise ConversionError(f"{failed}: the file takes {io['input']}, expected float32 {expected_input} ({written})")
+            raise ConversionError(f"{failed}: the file takes {io['input']}, expected float32 {expected_input} "
+                                  f"({written})")
         if io["output"]["shape"] != [io["max_batch"], spec.num_classes] or io["output"]["dtype"] != "float32":
             raise ConversionError(f"{failed}: the file answers {io['output']}, expected float32 "
                                   f"[{io['max_batch']}, {spec.num_classes}] ({written})")

@@ -62,7 +62,8 @@ class ExecuTorchRuntime(Runtime):
         if path is None or not Path(path).is_file():
             raise ModelFileError(f"{path}: .pte file not found")
         s = self.spec
-        probe = (1, 3, s.input_size, s.input_size) if s.normalization.layout == "NCHW" else (1, s.input_size, s.input_size, 3)
+        nchw = s.normalization.layout == "NCHW"
+        probe = (1, 3, s.input_size, s.input_size) if nchw else (1, s.input_size, s.input_size, 3)
         verify_model_file(path, "pte", input_shape=probe)  # a crash kills a child, not us
         import_torch()
         from executorch.runtime import Runtime as ETRuntime
@@ -103,12 +104,13 @@ class ExecuTorchRuntime(Runtime):
             raise ModelFileError(f"{path}: model output {out_shape} (ExecuTorch dtype {outputs.dtype()}) does not "
                                  f"match {s.id}'s float32 (N, {s.num_classes}) logits")
         self.max_batch = int(shape[0])  # the batch the program's memory is planned for
+        self._input_shape = shape[1:]
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         torch = import_torch()
-        expected = tuple(self._method.metadata.input_tensor_meta(0).sizes()[1:])
-        if batch.shape[1:] != expected:
-            raise InputMismatchError(f"{self.model_path}: input tensor {batch.shape} does not fit (N, {expected})")
+        if batch.shape[1:] != self._input_shape:
+            raise InputMismatchError(f"{self.model_path}: input tensor {batch.shape} does not fit "
+                                     f"(N, {', '.join(str(d) for d in self._input_shape)})")
         if _threadpool()._threadpool_get_thread_count() != self.threads:
             self._set_threads()
         outputs = []

@@ -121,8 +121,10 @@ def _describe_failure(done: subprocess.CompletedProcess) -> str:
     errors = [line for line in done.stdout.splitlines() if line.startswith("VERIFY-ERROR ")]
     if errors:
         # ExecuTorch raises an error code and logs the reason ("[program.cpp:114] File size is too small...")
-        logged = [line.strip() for line in done.stderr.splitlines() if NATIVE_LOG.match(line) and "cpuinfo" not in line]
-        return errors[-1][len("VERIFY-ERROR "):] + (f"; it logged: {'; '.join(logged[-LOGGED_LINES:])}" if logged else "")
+        logged = [line.strip() for line in done.stderr.splitlines()
+                  if NATIVE_LOG.match(line) and "cpuinfo" not in line]
+        said = f"; it logged: {'; '.join(logged[-LOGGED_LINES:])}" if logged else ""
+        return errors[-1][len("VERIFY-ERROR "):] + said
     return f"the verifying child exited with status {done.returncode}; its stderr ends: {tail}"
 
 

@@ -165,3 +165,17 @@ def test_the_pte_converter_is_pytorchs_second_format_beside_the_native_one():
     assert isinstance(converter_for("pytorch"), TorchMobileConverter)  # .ptl stays PyTorch's native format
     with pytest.raises(ConversionError, match=r"no converter from 'tensorflow' to 'pte'; have .*pytorch -> \.pte"):
         converter_for("tensorflow", "pte")
+
+
+def test_a_file_whose_output_does_not_fit_the_spec_is_refused(tmp_path):
+    import torch
+
+    from tests.convert.torch_modules import OneImageAtATime
+
+    torch.manual_seed(0)
+    spec = ModelSpec("test", "pytorch", "seven", 32, 10, normalization_for("pytorch", "mobilenet_v2"))
+    model = zoo_model_from_module(spec, OneImageAtATime(num_classes=7).eval())  # 7 logits for a 10-class spec
+    expected = (r"^test/pytorch/seven: executorch float conversion failed: the file answers "
+                r"\{'shape': \[1, 7\], 'dtype': 'float32'\}, expected float32 \[1, 10\]")
+    with pytest.raises(ConversionError, match=expected):
+        convert(model, "float", cache=ArtifactCache(tmp_path, log=lambda m: None), format="pte")
