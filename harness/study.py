@@ -697,6 +697,10 @@ def _host_runtime_versions(fmt: str) -> dict:
 
     if fmt == "tflite":
         return {"litert": version("ai-edge-litert"), "numpy": numpy.__version__}
+    if fmt == "pte":
+        from harness.runtime.executorch_runtime import executorch_versions
+
+        return executorch_versions()
     torch = __import__("harness.frameworks", fromlist=["import_torch"]).import_torch()
     return {"torch": torch.__version__, "numpy": numpy.__version__}
 

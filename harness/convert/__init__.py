@@ -1,14 +1,16 @@
-"""The conversion stage: PC model -> cached mobile model file (``.tflite``, ``.ptl``).
+"""The conversion stage: PC model -> cached mobile model file (``.tflite``, ``.ptl``, ``.pte``).
 
     from harness.convert import convert
     artefact = convert(zoo_model, "int8", calibration_set, cache)
     artefact.path, artefact.size_bytes, artefact.options
 
 One interface, one converter per (framework, format): Keras -> ``.tflite``
-(:mod:`harness.convert.tflite`), PyTorch -> ``.ptl`` (:mod:`harness.convert.torch_mobile`)
-and PyTorch -> ``.tflite`` through litert-torch (:mod:`harness.convert.torch_litert`);
+(:mod:`harness.convert.tflite`), PyTorch -> ``.ptl`` (:mod:`harness.convert.torch_mobile`),
+PyTorch -> ``.tflite`` through litert-torch (:mod:`harness.convert.torch_litert`) and
+PyTorch -> ExecuTorch ``.pte`` with the XNNPACK delegate (:mod:`harness.convert.executorch`);
 ``convert(..., format=None)`` picks the framework's native format. A new format
-registers another converter.
+registers another converter. The converters that run ``torch.export`` do it in a child
+process that never imports TensorFlow (:mod:`harness.convert.child`).
 """
 
 from harness.convert.base import (

@@ -3,7 +3,7 @@
 ``convert(model, quantization, calibration, cache, format=None)`` picks the converter
 for the model's framework and the asked format (None: the framework's native one;
 :mod:`harness.convert.tflite`, :mod:`harness.convert.torch_mobile`,
-:mod:`harness.convert.torch_litert`), derives the
+:mod:`harness.convert.torch_litert`, :mod:`harness.convert.executorch`), derives the
 artefact's key from everything that changes the file's bytes, and asks the cache for
 it: a hit returns the verified file without converting; a miss converts into the
 cache atomically. int8 is post-training static quantization calibrated on the given
@@ -45,7 +45,7 @@ class ConversionError(ValueError):
 
 class Converter(Protocol):
     framework: str
-    format: str  # the mobile file's suffix: "tflite", "ptl"
+    format: str  # the mobile file's suffix: "tflite", "ptl", "pte"
 
     def versions(self) -> dict: ...
 
@@ -130,6 +130,7 @@ def converter_for(framework: str, format: str | None = None) -> Converter:
 
 
 def _register_builtin() -> None:
+    from harness.convert.executorch import ExecuTorchConverter
     from harness.convert.tflite import TFLiteConverter
     from harness.convert.torch_litert import LiteRTTorchConverter
     from harness.convert.torch_mobile import TorchMobileConverter
@@ -137,6 +138,7 @@ def _register_builtin() -> None:
     register_converter(TFLiteConverter())
     register_converter(TorchMobileConverter())
     register_converter(LiteRTTorchConverter())
+    register_converter(ExecuTorchConverter())
 
 
 def calibration_inputs(spec: ModelSpec, calibration: ImageDataset | None, size: int | None) -> tuple[ImageDataset, np.ndarray]:
@@ -198,7 +200,7 @@ def convert(model: ZooModel, quantization: str, calibration: ImageDataset | None
 
     ``calibration`` (int8 only; ignored for float) are uint8 images at the model's input
     size; ``calibration_size`` keeps the first N of them (the paper uses 1,000).
-    ``format``: the mobile file's format (``tflite``, ``ptl``); None is the framework's
+    ``format``: the mobile file's format (``tflite``, ``ptl``, ``pte``); None is the framework's
     native one (TensorFlow -> ``.tflite``, PyTorch -> ``.ptl``).
     """
     if quantization not in QUANTIZATIONS:

@@ -21,7 +21,8 @@ Importing ``litert_torch`` (``torch._dynamo``) in a process that has imported Te
 segfaults, and the study's processes import both. So the conversion runs in a child
 (``python -m harness.convert.torch_litert``) that never imports TensorFlow: the module
 is pickled for it (``torch.save``), the normalised calibration tensors are handed over
-as ``.npy``, and the child writes the ``.tflite``. Anything the child reports, a
+as ``.npy``, and the child writes the ``.tflite`` (the plumbing, shared with the
+ExecuTorch converter, is :mod:`harness.convert.child`). Anything the child reports, a
 refusal by ``torch.export`` included, becomes a :class:`ConversionError` naming the
 model and carrying the converter's message.
 """
@@ -29,10 +30,6 @@ model and carrying the converter's message.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,15 +39,12 @@ from pathlib import Path
 import numpy as np
 
 from harness.convert.base import ConversionError
+from harness.convert.child import child_main, hand_over_module, run_child
 from harness.zoo.base import ModelSpec, ZooModel
 
 CALIBRATION_BATCH = 100
-TIMEOUT_S = 1800
-STDERR_TAIL = 2000
-OK_PREFIX = "LITERT-TORCH-OK "
-ERROR_PREFIX = "LITERT-TORCH-ERROR "
+PROTOCOL = "LITERT-TORCH"  # the child's report lines (harness.convert.child)
 DISTRIBUTIONS = ("litert-torch", "litert-converter", "ai-edge-litert", "torch", "torchao", "numpy")
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _version(dist: str) -> str | None:
@@ -95,20 +89,13 @@ class LiteRTTorchConverter:
 
     def build(self, model: ZooModel, quantization: str, calibration: np.ndarray | None,
               options: dict, out_dir: Path, filename: str) -> dict:
-        import torch
-
         out_dir = Path(out_dir)
         spec = model.spec
         start = time.perf_counter()
+        failed = f"{spec.id}: litert-torch {quantization} conversion failed"
         with tempfile.TemporaryDirectory(prefix="litert-torch-") as tmp:
             tmp = Path(tmp)
-            try:
-                torch.save(model.module, tmp / "module.pt")
-            except Exception as exc:
-                raise ConversionError(
-                    f"{spec.id}: litert-torch {quantization} conversion failed: the module cannot be handed to the "
-                    f"converting child process (torch.save: {type(exc).__name__}: {exc})"
-                ) from exc
+            hand_over_module(model.module, tmp / "module.pt", failed)
             job = {"module": str(tmp / "module.pt"), "output": str(out_dir / filename), "quantization": quantization,
                    "sample_shape": [1, spec.input_size, spec.input_size, 3]}
             if quantization == "int8":
@@ -116,7 +103,7 @@ class LiteRTTorchConverter:
                 np.save(tmp / "calibration.npy", np.ascontiguousarray(nhwc, dtype=np.float32))
                 job["calibration"] = str(tmp / "calibration.npy")
                 job["calibration_batch"] = CALIBRATION_BATCH
-            facts = _run_child(spec.id, quantization, job)
+            facts = run_child("harness.convert.torch_litert", PROTOCOL, job, failed)
         written = out_dir / filename
         if not written.is_file() or written.stat().st_size == 0:
             raise ConversionError(f"{spec.id}: litert-torch {quantization} conversion wrote no file at {written}")
@@ -128,32 +115,6 @@ class LiteRTTorchConverter:
                     f"expected {options[f'inference_{role}_type']} ({written})"
                 )
         return {"conversion_seconds": round(time.perf_counter() - start, 3), "io": io, "child": facts}
-
-
-def _run_child(spec_id: str, quantization: str, job: dict) -> dict:
-    cmd = [sys.executable, "-m", "harness.convert.torch_litert", json.dumps(job)]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-    failed = f"{spec_id}: litert-torch {quantization} conversion failed"
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=TIMEOUT_S, env=env,
-                              cwd=REPO_ROOT)
-    except subprocess.TimeoutExpired:
-        raise ConversionError(f"{failed}: it did not finish in {TIMEOUT_S} s") from None
-    lines = done.stdout.splitlines()
-    for line in reversed(lines):
-        if done.returncode == 0 and line.startswith(OK_PREFIX):
-            return json.loads(line[len(OK_PREFIX):])
-        if line.startswith(ERROR_PREFIX):
-            raise ConversionError(f"{failed}: {line[len(ERROR_PREFIX):]}")
-    tail = done.stderr.strip()[-STDERR_TAIL:] or "(no stderr)"
-    if done.returncode < 0:
-        try:
-            name = signal.Signals(-done.returncode).name
-        except ValueError:
-            name = f"signal {-done.returncode}"
-        raise ConversionError(f"{failed}: the converting child process crashed ({name}); its stderr ends: {tail}")
-    raise ConversionError(f"{failed}: the converting child exited with status {done.returncode}; "
-                          f"its stderr ends: {tail}")
 
 
 def _io_details(path: Path, spec: ModelSpec, quantization: str) -> dict:
@@ -362,18 +323,5 @@ def _slices_with_any_batch(path: Path, export_batch: int) -> int:
     return len(changed)
 
 
-def _child(argv: list[str]) -> int:
-    sys.modules["tensorflow"] = None  # type: ignore[assignment]  # an import of it here fails instead of crashing
-    job = json.loads(argv[0])
-    try:
-        facts = _convert(job)
-    except Exception as exc:  # the message is the verdict; the parent names the model
-        text = " ".join(str(exc).split())
-        print(f"{ERROR_PREFIX}{type(exc).__name__}: {text[:1500] or '(no message)'}", flush=True)
-        return 3
-    print(f"{OK_PREFIX}{json.dumps(facts)}", flush=True)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(_child(sys.argv[1:]))
+    sys.exit(child_main(sys.argv[1:], _convert, PROTOCOL))

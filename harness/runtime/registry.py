@@ -2,9 +2,10 @@
 
 ``pc`` runs the framework itself; ``mobile`` runs the mobile runtime on this host and
 picks the runtime by the artefact's format (``tflite`` -> LiteRT, ``ptl`` -> PyTorch lite
-interpreter); ``arm64`` runs the same files in the runtimes' aarch64 builds under
-user-mode emulation (:mod:`harness.runtime.arm64`). Later platforms (``device`` over
-ADB) and formats (ExecuTorch ``.pte``) register here; callers only name them.
+interpreter, ``pte`` -> ExecuTorch with its XNNPACK delegate,
+:mod:`harness.runtime.executorch_runtime`); ``arm64`` runs the same files in the runtimes'
+aarch64 builds under user-mode emulation (:mod:`harness.runtime.arm64`), ``device`` on a
+phone over ADB. Later platforms and formats register here; callers only name them.
 """
 
 from __future__ import annotations
@@ -48,8 +49,15 @@ def _torch_lite(request: RuntimeRequest) -> Runtime:
     return TorchLiteRuntime(request)
 
 
+def _executorch(request: RuntimeRequest) -> Runtime:
+    from harness.runtime.executorch_runtime import ExecuTorchRuntime
+
+    return ExecuTorchRuntime(request)
+
+
 # model file format -> runtime on this host
-MOBILE_RUNTIMES: dict[str, Callable[[RuntimeRequest], Runtime]] = {"tflite": _litert, "ptl": _torch_lite}
+MOBILE_RUNTIMES: dict[str, Callable[[RuntimeRequest], Runtime]] = {"tflite": _litert, "ptl": _torch_lite,
+                                                                   "pte": _executorch}
 
 
 def artifact_format(artifact) -> str:
@@ -65,7 +73,7 @@ class MobilePlatform:
         if request.artifact is None:
             raise UnsupportedConfiguration(
                 f"{request.spec.id}: the mobile platform runs a converted model file; pass the artefact "
-                "from harness.convert.convert(...) or a .tflite/.ptl path"
+                "from harness.convert.convert(...) or a .tflite/.ptl/.pte path"
             )
         fmt = artifact_format(request.artifact)
         if fmt not in MOBILE_RUNTIMES:

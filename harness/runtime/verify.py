@@ -1,11 +1,12 @@
 """Open a model file in a child process before this process does.
 
-A corrupt or hostile ``.tflite`` or ``.ptl`` can crash the native interpreter (a segfault,
+A corrupt or hostile ``.tflite``, ``.ptl`` or ``.pte`` can crash the native interpreter (a segfault,
 an abort) instead of raising; in-process that takes the whole pytest run down with no
 name attached. :func:`verify_model_file` loads the file with the real interpreter in a
 short child (``python -m harness.runtime.verify``: LiteRT ``Interpreter`` +
 ``allocate_tensors`` + one ``invoke`` on zeros; the PyTorch lite interpreter's loader and,
-given an input shape, one call on zeros) and turns anything but a clean success into a
+given an input shape, one call on zeros; ExecuTorch's ``load_program`` + ``load_method("forward")``
+and, given an input shape, one ``execute`` on zeros) and turns anything but a clean success into a
 :class:`ModelFileError` naming the file, the exit status or signal and the end of the
 child's stderr.
 
@@ -21,16 +22,21 @@ import json
 import os
 import signal
 import subprocess
+import re
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from harness.runtime.base import ModelFileError
 
-FORMATS = ("tflite", "ptl")
+FORMATS = ("tflite", "ptl", "pte")
+PACKAGES = {"tflite": "ai-edge-litert", "ptl": "torch", "pte": "executorch"}  # whose version decides a verdict
+INTERPRETERS = {"tflite": "LiteRT", "ptl": "the PyTorch lite interpreter", "pte": "ExecuTorch"}
 OK_LINE = "VERIFY-OK"
 TIMEOUT_S = 300
 STDERR_TAIL = 1500
+NATIVE_LOG = re.compile(r"^\[[\w./-]+\.(?:cpp|cc|h):\d+\] ")  # ExecuTorch's log lines
+LOGGED_LINES = 3
 _VERIFIED: set[str] = set()  # keys of files verified in this process
 
 
@@ -38,9 +44,9 @@ def verify_model_file(path, fmt: str | None = None, *, resolver: str = "AUTO", i
                       engine: str | None = None, marker_dir: Path | None = None, wrapper=()) -> bool:
     """Load ``path`` in a child; raise :class:`ModelFileError` unless it loads (and runs) cleanly.
 
-    ``fmt``: ``tflite`` or ``ptl`` (default: the suffix). ``resolver``: the LiteRT
+    ``fmt``: ``tflite``, ``ptl`` or ``pte`` (default: the suffix). ``resolver``: the LiteRT
     ``OpResolverType`` member the caller will use. ``input_shape`` and ``engine``: for a
-    ``.ptl``, the shape of the zeros to call it on and the quantized engine. ``wrapper``:
+    ``.ptl`` (``.pte``: the shape only), the shape of the zeros to call it on and the quantized engine. ``wrapper``:
     a command prefix for the child (tests use it to run the child under limits). Returns
     True when a child ran, False when the file was already verified.
     """
@@ -74,7 +80,7 @@ def _verdict_key(path: Path, settings: dict) -> str:
     """What decides the verdict: the file's bytes, the settings, and the interpreter's version."""
     from harness.cache import file_sha256
 
-    package = "ai-edge-litert" if settings["format"] == "tflite" else "torch"
+    package = PACKAGES[settings["format"]]
     try:
         runtime_version = version(package)
     except PackageNotFoundError:
@@ -114,7 +120,11 @@ def _describe_failure(done: subprocess.CompletedProcess) -> str:
         return f"the interpreter crashed loading it ({name}, in a child process); its stderr ends: {tail}"
     errors = [line for line in done.stdout.splitlines() if line.startswith("VERIFY-ERROR ")]
     if errors:
-        return errors[-1][len("VERIFY-ERROR "):]
+        # ExecuTorch raises an error code and logs the reason ("[program.cpp:114] File size is too small...")
+        logged = [line.strip() for line in done.stderr.splitlines()
+                  if NATIVE_LOG.match(line) and "cpuinfo" not in line]
+        said = f"; it logged: {'; '.join(logged[-LOGGED_LINES:])}" if logged else ""
+        return errors[-1][len("VERIFY-ERROR "):] + said
     return f"the verifying child exited with status {done.returncode}; its stderr ends: {tail}"
 
 
@@ -149,14 +159,32 @@ def _load_ptl(path: str, settings: dict) -> None:
                                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
 
 
+def _load_pte(path: str, settings: dict) -> None:
+    from harness.frameworks import import_torch
+
+    torch = import_torch()
+    from executorch.runtime import Runtime
+
+    method = Runtime.get().load_program(path).load_method("forward")  # it logs why it refuses to stderr
+    if settings["input_shape"]:
+        try:
+            method.execute([torch.zeros(settings["input_shape"])])
+        except Exception as exc:
+            raise RuntimeError(f"it loads, but a call on zeros of shape {tuple(settings['input_shape'])} fails: "
+                               f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
+
+
+LOADERS = {"tflite": _load_tflite, "ptl": _load_ptl, "pte": _load_pte}
+
+
 def _child(argv: list[str]) -> int:
     path, settings = argv[0], json.loads(argv[1])
     try:
-        (_load_tflite if settings["format"] == "tflite" else _load_ptl)(path, settings)
+        LOADERS[settings["format"]](path, settings)
     except Exception as exc:  # the message is the verdict; the parent names the file
         text = str(exc).strip()
         first = " ".join(text.split())[:500] if text else type(exc).__name__
-        interpreter = "LiteRT" if settings["format"] == "tflite" else "the PyTorch lite interpreter"
+        interpreter = INTERPRETERS[settings["format"]]
         print(f"VERIFY-ERROR {interpreter} cannot load this model ({type(exc).__name__}: {first})", flush=True)
         return 3
     print(OK_LINE, flush=True)

@@ -132,13 +132,13 @@ def test_converters_are_keyed_by_framework_and_format():
 
 
 def test_a_second_converter_for_a_framework_sits_beside_the_first():
-    class PteConverter:
-        framework, format = "pytorch", "pte"
+    class OnnxConverter:
+        framework, format = "pytorch", "onnx"
 
     saved = dict(_CONVERTERS)
     try:
-        register_converter(PteConverter())
-        assert isinstance(converter_for("pytorch", "pte"), PteConverter)
+        register_converter(OnnxConverter())
+        assert isinstance(converter_for("pytorch", "onnx"), OnnxConverter)
         assert isinstance(converter_for("pytorch"), TorchMobileConverter)
         assert isinstance(converter_for("pytorch", "tflite"), LiteRTTorchConverter)
     finally:

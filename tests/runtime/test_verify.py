@@ -70,7 +70,7 @@ def test_a_child_killed_by_a_signal_is_reported_with_the_signal_and_its_stderr(t
 
 
 def test_formats_and_missing_files_are_refused_before_any_child(tmp_path):
-    with pytest.raises(ModelFileError, match=r"cannot verify a 'onnx' model file; formats: \['tflite', 'ptl'\]"):
+    with pytest.raises(ModelFileError, match=r"cannot verify a 'onnx' model file; formats: \['tflite', 'ptl', 'pte'\]"):
         verify_model_file(tmp_path / "m.onnx")
     with pytest.raises(ModelFileError, match=re.escape(f"{tmp_path / 'm.tflite'}: model file not found")):
         verify_model_file(tmp_path / "m.tflite")
