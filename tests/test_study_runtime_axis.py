@@ -119,3 +119,30 @@ def test_pytorch_weights_on_litert_are_a_configuration_of_the_study():
     assert lite["versions"]["converter"]["litert_torch"] == "0.10.0" and "litert" in lite["versions"]["runtime"]
     assert lite["agreement_with_pc"] == 1.0 and lite["max_abs_logit_diff"] < 1e-3
     assert lite["per_sample_success"] == native["per_sample_success"]  # float: the same classifier
+
+
+@pytest.mark.slow
+def test_executorch_cases_carry_delegation_and_agreement_with_the_other_runtimes():
+    """An ExecuTorch case on this host: the .pte through the XNNPACK delegate, its versions and
+    delegated operators recorded, and its logits compared with the same weights on the lite
+    interpreter and on LiteRT, clean and adversarial (the report's numeric table)."""
+    from harness.cache import ArtifactCache
+    from harness.study import Study
+
+    study = Study("mini", load_profile("default"), ArtifactCache(log=lambda m: None), log=lambda m: None)
+    try:
+        record = study.evaluate(Configuration.parse("pytorch-mobilenet_v2-fgsm-float-executorch-mobile"))
+        native = study.evaluate(Configuration.parse("pytorch-mobilenet_v2-fgsm-float-mobile"))
+    finally:
+        study.close()
+    assert record["runtime"] == "executorch" and record["versions"]["runtime"]["executorch"] == "1.5.1"
+    assert record["versions"]["converter"]["executorch"] == "1.5.1"
+    assert record["delegation"]["backend"] == "XnnpackBackend" and record["delegation"]["delegated_fraction"] > 0.9
+    assert set(record["runtime_agreement"]) == {"torch_lite", "litert"}
+    for other in ("torch_lite", "litert"):
+        for which in ("clean", "adversarial"):
+            numbers = record["runtime_agreement"][other][which]
+            assert numbers["n"] == record["n_samples"] and numbers["prediction_agreement"] == 1.0
+            assert 0 < numbers["max_abs_logit_diff"] < 1e-3  # float: the same classifier, not the same bits
+    # symmetric: the lite interpreter's record holds the same numbers for ExecuTorch
+    assert native["runtime_agreement"]["executorch"] == record["runtime_agreement"]["torch_lite"]
