@@ -141,6 +141,12 @@ def _register_builtin() -> None:
     register_converter(ExecuTorchConverter())
 
 
+def calibration_options(spec: ModelSpec, n_calibration: int, batch: int) -> dict:
+    """The options every int8 conversion records about its calibration: how many images, in
+    batches of how many, normalised how."""
+    return {"calibration_images": n_calibration, "calibration_batch": batch, "preprocessing": spec.normalization.name}
+
+
 def calibration_inputs(spec: ModelSpec, calibration: ImageDataset | None, size: int | None) -> tuple[ImageDataset, np.ndarray]:
     """The calibration images, checked and cut to ``size``, and their normalised tensors."""
     if calibration is None or len(calibration) == 0:

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.convert.base import ConversionError
+from harness.convert.base import ConversionError, calibration_options
 from harness.convert.child import child_main, hand_over_module, run_child, stage
 from harness.zoo.base import ModelSpec, ZooModel
 
@@ -97,9 +97,7 @@ class ExecuTorchConverter:
                 quantization="PT2E static post-training",
                 quantizer="executorch XNNPACKQuantizer",
                 quantization_config="get_symmetric_quantization_config(is_per_channel=True)",
-                calibration_images=n_calibration,
-                calibration_batch=CALIBRATION_BATCH,
-                preprocessing=spec.normalization.name,
+                **calibration_options(spec, n_calibration, CALIBRATION_BATCH),
             )
         return options
 

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.convert.base import ConversionError
+from harness.convert.base import ConversionError, calibration_options
 from harness.convert.child import child_main, hand_over_module, run_child
 from harness.zoo.base import ModelSpec, ZooModel
 
@@ -81,9 +81,7 @@ class LiteRTTorchConverter:
                 quantization_config="get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)",
                 inference_input_type="int8",
                 inference_output_type="int8",
-                calibration_images=n_calibration,
-                calibration_batch=CALIBRATION_BATCH,
-                preprocessing=spec.normalization.name,
+                **calibration_options(spec, n_calibration, CALIBRATION_BATCH),
             )
         return options
 

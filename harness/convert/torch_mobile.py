@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.convert.base import ConversionError
+from harness.convert.base import ConversionError, calibration_options
 from harness.frameworks import import_torch
 from harness.zoo.base import ModelSpec, ZooModel
 
@@ -110,9 +110,7 @@ class TorchMobileConverter:
                 fuse_model=True,
                 qconfig=f"get_default_qconfig('{ENGINE}')",
                 engine=ENGINE,
-                calibration_images=n_calibration,
-                calibration_batch=CALIBRATION_BATCH,
-                preprocessing=spec.normalization.name,
+                **calibration_options(spec, n_calibration, CALIBRATION_BATCH),
             )
         return options
 
