@@ -99,15 +99,27 @@ def run_child(module_name: str, protocol: str, job: dict, failed: str, timeout_s
             exc = ConversionError(f"{failed}{where}: {verdict['error']}")
             exc.stage = verdict.get("stage")
             raise exc
-    tail = done.stderr.strip()[-STDERR_TAIL:] or "(no stderr)"
-    if done.returncode < 0:
-        try:
-            name = signal.Signals(-done.returncode).name
-        except ValueError:
-            name = f"signal {-done.returncode}"
+    tail = stderr_tail(done, STDERR_TAIL)
+    name = crash_signal(done.returncode)
+    if name is not None:
         raise ConversionError(f"{failed}: the converting child process crashed ({name}); its stderr ends: {tail}")
     raise ConversionError(f"{failed}: the converting child exited with status {done.returncode}; "
                           f"its stderr ends: {tail}")
+
+
+def crash_signal(returncode: int) -> str | None:
+    """The signal that killed a child (``SIGSEGV``), from its negative exit status; None if it exited."""
+    if returncode >= 0:
+        return None
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
+
+
+def stderr_tail(done: subprocess.CompletedProcess, chars: int) -> str:
+    """The last ``chars`` characters of a finished child's stderr, for an error message."""
+    return done.stderr.strip()[-chars:] or "(no stderr)"
 
 
 def child_main(argv: list[str], convert, protocol: str) -> int:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import re
 import sys
@@ -111,12 +110,11 @@ def _run_child(path: Path, settings: dict, wrapper: list[str]) -> None:
 
 
 def _describe_failure(done: subprocess.CompletedProcess) -> str:
-    tail = done.stderr.strip()[-STDERR_TAIL:] or "(no stderr)"
-    if done.returncode < 0:
-        try:
-            name = signal.Signals(-done.returncode).name
-        except ValueError:
-            name = f"signal {-done.returncode}"
+    from harness.convert.child import crash_signal, stderr_tail
+
+    tail = stderr_tail(done, STDERR_TAIL)
+    name = crash_signal(done.returncode)
+    if name is not None:
         return f"the interpreter crashed loading it ({name}, in a child process); its stderr ends: {tail}"
     errors = [line for line in done.stdout.splitlines() if line.startswith("VERIFY-ERROR ")]
     if errors:
