@@ -145,3 +145,50 @@ def test_virtual_phones_imply_the_virtual_phone():
     opt = SimpleNamespace(virtual_phones=1, virtual_phone="auto", device_serial=None)
     suite.check_virtual_phones(opt)
     assert opt.virtual_phone == "always"
+
+
+def test_two_virtual_phones_under_two_workers_record_the_same_results(tmp_path):
+    """`pytest -m device -n 2 --virtual-phones 2`: each worker starts and uses its own virtual phone,
+    each phone's records are kept under it, the phones agree bit for bit (same bundle, same qemu),
+    and the report compares them. About 1.5 min cold on 2 cores (the second phone's tree and bundle),
+    less warm (its results are cached under the phone's serial number)."""
+    from android_harness.virtual_phone import unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"no virtual phone on this host: {reason}")
+    pytest.importorskip("xdist")
+    cmd = [sys.executable, "-m", "pytest", "tests/test_matrix.py", "-p", "no:cacheprovider", "-v", "-m", "device",
+           "-n", "2", "--virtual-phones", "2", "-k", "tensorflow-mobilenet_v2-fgsm and device",
+           "--report-dir", str(tmp_path / "reports")]
+    start = time.monotonic()
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1200)
+    output = done.stdout[-4000:] + done.stderr[-2000:]
+    assert done.returncode == 0, output
+    # each phone's cases ran in one worker, and the two phones in different workers
+    workers = {}
+    for line in done.stdout.splitlines():
+        if "PASSED" in line and line.startswith("[gw"):
+            workers.setdefault(line.split("@")[-1].split("]")[0], set()).add(line[1:4])
+    assert set(workers) == {"vphone0", "vphone1"} and all(len(w) == 1 for w in workers.values()), output
+    assert workers["vphone0"] != workers["vphone1"], output
+    run = next(p for p in (tmp_path / "reports").iterdir() if p.name != "latest")
+    records = {p.name: json.loads(p.read_text()) for p in (run / "records").glob("*.json")}
+    assert set(records) == {f"tensorflow-mobilenet_v2-fgsm-{q}-device@vphone{i}.json"
+                            for q in ("float", "int8") for i in (0, 1)}
+    for name, r in records.items():
+        assert r["phone"] == name.split("@")[1][:-5] and r["device"]["serialno"] == r["phone"]
+        assert r["device"]["serial"].startswith("127.0.0.1:") and r["device"]["abi"] == "arm64-v8a"
+        assert r["passed"] is True, r["verdicts"]
+    serials = {r["phone"]: r["device"]["serial"] for r in records.values()}
+    assert serials["vphone0"] != serials["vphone1"]
+    for q in ("float", "int8"):
+        one, two = (records[f"tensorflow-mobilenet_v2-fgsm-{q}-device@vphone{i}.json"] for i in (0, 1))
+        for field in ("sample_ids", "per_sample_success", "per_sample_clean_agreement",
+                      "per_sample_adversarial_agreement", "success_rate", "clean_accuracy", "digests"):
+            assert one[field] == two[field], (q, field)
+    devices = json.loads((run / "statistics.json").read_text())["devices"]
+    assert devices["phones"] == ["vphone0", "vphone1"]
+    assert devices["summary"] == {"configurations": 2, "compared": 2, "identical": 2, "disagree": []}
+    assert '<h2 id="devices">Devices</h2>' in (run / "report.html").read_text()
+    print(f"two virtual phones, -n 2: {time.monotonic() - start:.0f} s")
