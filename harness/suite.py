@@ -345,7 +345,8 @@ def check_device_choice(config, items) -> None:
     serials, _ = attached_devices_or_skip_reason()  # a broken adb: the cases skip saying so
     if len(serials) > 1:
         raise pytest.UsageError(f"{len(serials)} phones are attached ({', '.join(serials)}): choose one with "
-                                "--device-serial SERIAL or $ANDROID_SERIAL")
+                                "--device-serial SERIAL or $ANDROID_SERIAL, or run the device cases on every one "
+                                "with -m device (-n N: one xdist worker per phone)")
 
 
 def device_for_session(config, options: "RunOptions"):

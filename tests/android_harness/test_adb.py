@@ -118,7 +118,7 @@ def test_no_free_space_is_a_clear_error_before_anything_is_pushed(phone, bundle,
         phone.set_free_bytes(None)
 
 
-def test_a_phone_that_reports_another_abi_is_refused(tmp_path, bundle):
+def test_a_phone_that_reports_another_abi_is_refused(phone, tmp_path, bundle):
     with VirtualPhone(tmp_path / "x86", name="vphone-x86", props={"ro.product.cpu.abi": "x86_64"},
                       log=lambda m: None) as other:
         with pytest.raises(adb.WrongABI, match=f"device {other.serial} reports ABI 'x86_64'"):
