@@ -485,6 +485,13 @@ class PhonePool:
             raise _PhoneSkip(f"virtual phone {phone.key} cannot start on this host: {reason}")
         cache = ArtifactCache(self.options.cache_dir) if self.options.cache_dir else ArtifactCache()
         vphone = VirtualPhone(cache.root / ".virtual-phone" / phone.key, name=phone.key, log=_progress)
+        if phone.virtual:  # one copy of the bundle and inputs for all: linked from the first phone's /data
+            try:
+                vphone.build_tree()
+            except Exception:
+                pass  # start() says what is wrong
+            else:
+                vphone.share_pushed_files(cache.root / ".virtual-phone" / "vphone0")
         try:
             serial = vphone.start()
         except VirtualPhoneUnavailable as exc:
