@@ -49,6 +49,10 @@ def pytest_addoption(parser):
     group.addoption("--virtual-phone", default="auto", choices=("auto", "always", "never"),
                     help="run the device cases on the virtual phone when no phone is attached and this host can "
                          "start one (auto, the default), even when phones are attached (always), or never")
+    group.addoption("--virtual-phones", type=int, default=None, metavar="N",
+                    help="run the device cases on N virtual phones (each device case once per phone, ids "
+                         "<case>@vphone<i>; with -n N each xdist worker starts and uses its own phone). With "
+                         "several phones attached and none chosen, the device cases run on every one of them")
     byo.add_options(group.addoption)  # --model, --source-model, --card, --images, --labels (bring your own)
     group.addoption("--run-slow", action="store_true",
                     help="also run the tests marked slow (full-size ImageNet architectures; minutes). "
@@ -91,6 +95,22 @@ def study(run_options):
     study = run_options.make_study()
     yield study
     study.close()
+
+
+@pytest.fixture
+def phone_key():
+    """Which phone a device case runs on when the session has several (the matrix parametrizes it
+    then, see suite.session_phones); None with one phone."""
+    return None
+
+
+@pytest.fixture(scope="session")
+def device_phones(pytestconfig, run_options):
+    """The session's phones when there are several: serials (virtual phones started on first use)
+    and one study per phone; the virtual phones started are stopped at the end of the session."""
+    pool = suite.PhonePool(pytestconfig, run_options)
+    yield pool
+    pool.close()
 
 
 @pytest.fixture(scope="session")

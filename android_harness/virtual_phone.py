@@ -478,6 +478,42 @@ class VirtualPhone:
         stamp.write_text(json.dumps(key))
         return R
 
+    def share_pushed_files(self, other: "VirtualPhone | Path") -> int:
+        """Hard-link into this phone's ``/data`` what the suite pushed to ``other`` (a phone, or its
+        workdir) and this one lacks: complete runtime bundles (``bundle-*`` with their digest list) and
+        the digest-named ``files/``. N virtual phones then hold one copy of the 622 MiB bundle, and
+        the second phone is not pushed it again. Safe because nothing on a phone changes these files
+        in place (bundles unpack into ``.partial`` and are renamed; files are pushed as ``.partial``
+        and renamed) and both are checked against their digests before use. Before ``start()``;
+        returns the number of files linked (0 when the phones are on different filesystems)."""
+        from android_harness.adb import REMOTE_ROOT
+
+        src = Path(getattr(other, "workdir", other)) / "root" / REMOTE_ROOT.lstrip("/")
+        dst = self.root / REMOTE_ROOT.lstrip("/")
+        if not src.is_dir() or src.resolve() == dst.resolve():
+            return 0
+        linked = 0
+        try:
+            for bundle in sorted(src.glob("bundle-*")):
+                if bundle.name.endswith(".partial") or not (bundle / "SHA256SUMS").is_file() \
+                        or (dst / bundle.name).exists():
+                    continue
+                tmp = dst / f"{bundle.name}.partial"
+                if tmp.exists():
+                    shutil.rmtree(tmp)
+                shutil.copytree(bundle, tmp, symlinks=True, copy_function=os.link)
+                os.replace(tmp, dst / bundle.name)
+                linked += sum(1 for f in (dst / bundle.name).rglob("*") if f.is_file() and not f.is_symlink())
+            if (src / "files").is_dir():
+                (dst / "files").mkdir(parents=True, exist_ok=True)
+                for f in (src / "files").iterdir():
+                    if f.is_file() and not f.name.endswith(".partial") and not (dst / "files" / f.name).exists():
+                        os.link(f, dst / "files" / f.name)
+                        linked += 1
+        except OSError as exc:  # another filesystem (EXDEV), or a file removed meanwhile: push instead
+            self.log(f"virtual phone {self.name}: not sharing the files pushed to {src.parent} ({exc})")
+        return linked
+
     def _write_props(self) -> None:
         lines = [f"{k}={v}" for k, v in self.props.items()]
         (self.root / "system/build.prop").write_text("# virtual phone " + self.name + "\n" + "\n".join(lines) + "\n")

@@ -166,6 +166,9 @@ class Study:
         self._conversions: dict = {}  # (framework, model, quantization, format) -> artefact or its ConversionError
         self._prefetched: set[str] = set()
         self.device_serial = device_serial
+        # Several phones: each device record carries digests of its logits and predictions, so the
+        # report can say whether the phones computed the same bits (harness.report.devices).
+        self.record_digests = False
         self._images: dict = {}  # (purpose, geometry key) -> ImageDataset, shared by models of one input geometry
         self._selection_error: samples.PoolTooSmall | None = None
 
@@ -527,6 +530,10 @@ class Study:
         }
         if p == "mobile":
             record["runtime_agreement"] = self._runtime_agreement(config, logits, clean.logits)
+        if self.record_digests and p == "device":
+            record["digests"] = {name: hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+                                 for name, a in (("adversarial_logits", logits), ("adversarial_predictions", predictions),
+                                                 ("clean_logits", clean.logits), ("clean_predictions", clean.predictions))}
         if p in RUNNER_PLATFORMS:
             record.update(self._runner_facts(config, logits, clean))
         # What produced these numbers, so a reader can reproduce them: the PC framework and the

@@ -38,6 +38,20 @@ DEVICE_SKIP = ("no Android phone attached over ADB: enable USB debugging on the 
                "accept the host key, and check that `adb devices` lists it")
 
 
+def check_virtual_phones(opt) -> None:
+    """--virtual-phones N: N >= 1, not with --virtual-phone never or --device-serial; it implies
+    --virtual-phone always (N = 1 is today's single virtual phone)."""
+    n = getattr(opt, "virtual_phones", None)
+    if n is None:
+        return
+    if n < 1:
+        raise pytest.UsageError(f"--virtual-phones must be at least 1, got {n}")
+    if opt.virtual_phone == "never" or opt.device_serial:
+        raise pytest.UsageError("--virtual-phones runs the device cases on virtual phones: drop "
+                                + ("--virtual-phone never" if opt.virtual_phone == "never" else "--device-serial"))
+    opt.virtual_phone = "always"
+
+
 def imagenet_dir_misuse(zoo: str, imagenet_dir) -> str | None:
     """What is wrong with naming an ImageNet folder for this zoo, or None. The option is read by
     the imagenet zoo only; silently ignoring it would let a user believe the mini run used it.
@@ -114,6 +128,7 @@ class RunOptions:
             raise pytest.UsageError(f"--threshold-margin must be in [0, 1], got {opt.threshold_margin}")
         if opt.threads < 1:
             raise pytest.UsageError(f"--threads must be at least 1, got {opt.threads}")
+        check_virtual_phones(opt)
         source = None if user is None else user.images
         if opt.zoo == "imagenet" and (opt.imagenet_dir or os.environ.get(sources.IMAGENET_DIR_ENV)):
             try:  # a folder that is named but unusable is the user's typo: say so now, not in 90 cases
@@ -220,8 +235,10 @@ class RunOptions:
 def count_gated_cases(config, items) -> None:
     """The number of matrix cases this session runs: each case's share of the error budget."""
     if hasattr(config, "harness_run"):
-        config.harness_run.gated_cases = max(1, sum(
-            1 for i in items if "configuration" in getattr(getattr(i, "callspec", None), "params", {})))
+        # distinct configurations: with several phones each phone's case is judged as a one-phone run's
+        config.harness_run.gated_cases = max(1, len({
+            i.callspec.params["configuration"].id for i in items
+            if "configuration" in getattr(getattr(i, "callspec", None), "params", {})}))
 
 
 # Environment variables that size the frameworks' thread pools; read when each framework starts.
@@ -245,15 +262,26 @@ def _progress(message: str) -> None:
 
 
 def parametrize_matrix(metafunc) -> None:
+    """One case per configuration; with several phones (see :func:`session_phones`) one device case
+    per configuration and phone, ``<id>@<phone>``, each phone's cases in one xdist group (its worker
+    runs them all on that phone). With one phone the ids and groups are the configurations' own."""
     zoo = metafunc.config.option.zoo
+    phones = session_phones(metafunc.config) if "phone_key" in metafunc.fixturenames else []
     params = []
     for config in metafunc.config.harness_run.matrix():
-        marks = [pytest.mark.pc if config.platform in HOST_PLATFORMS else pytest.mark.device,
-                 pytest.mark.xdist_group(f"{config.framework}-{config.model}")]
+        marks = [pytest.mark.pc if config.platform in HOST_PLATFORMS else pytest.mark.device]
         if zoo == "imagenet":
             marks += [pytest.mark.imagenet, pytest.mark.slow]
-        params.append(pytest.param(config, id=config.id, marks=marks))
-    metafunc.parametrize("configuration", params)
+        group = pytest.mark.xdist_group(f"{config.framework}-{config.model}")
+        if not phones:
+            params.append(pytest.param(config, id=config.id, marks=[marks[0], group, *marks[1:]]))
+        elif config.platform != "device":
+            params.append(pytest.param(config, None, id=config.id, marks=[marks[0], group, *marks[1:]]))
+        else:
+            params += [pytest.param(config, phone.key, id=f"{config.id}@{phone.key}",
+                                    marks=[marks[0], pytest.mark.xdist_group(f"device@{phone.key}"), *marks[1:]])
+                       for phone in phones]
+    metafunc.parametrize(("configuration", "phone_key") if phones else "configuration", params)
 
 
 SLOW_SKIP = ("slow: builds the full-size ImageNet architectures (minutes on 2 cores); "
@@ -293,14 +321,15 @@ def check_selection(config, items) -> None:
     )
 
 
-def planned_configurations(session, configuration: Configuration) -> list[Configuration]:
+def planned_configurations(session, configuration: Configuration, phone_key: str | None = None) -> list[Configuration]:
     """The configurations this process will run on ``configuration``'s platform: every selected
     case, or under pytest-xdist the ones of its framework-model group (the worker that runs one
-    runs them all)."""
-    configs = [item.callspec.params["configuration"] for item in session.items
-               if "configuration" in getattr(getattr(item, "callspec", None), "params", {})]
-    same = [c for c in configs if c.platform == configuration.platform]
-    if hasattr(session.config, "workerinput"):
+    runs them all). With several phones, those of ``phone_key``'s phone (one xdist group)."""
+    params = [item.callspec.params for item in session.items
+              if "configuration" in getattr(getattr(item, "callspec", None), "params", {})]
+    same = [p["configuration"] for p in params if p["configuration"].platform == configuration.platform
+            and p.get("phone_key") == phone_key]
+    if hasattr(session.config, "workerinput") and phone_key is None:
         same = [c for c in same if (c.framework, c.model) == (configuration.framework, configuration.model)]
     return same or [configuration]
 
@@ -308,7 +337,7 @@ def planned_configurations(session, configuration: Configuration) -> list[Config
 def check_device_choice(config, items) -> None:
     """Device cases selected, several phones attached and none chosen: a usage error listing them."""
     if hasattr(config, "workerinput") or config.option.device_serial or os.environ.get("ANDROID_SERIAL") \
-            or config.option.virtual_phone == "always":
+            or config.option.virtual_phone == "always" or session_phones(config):
         return
     if not any(getattr(getattr(i, "callspec", None), "params", {}).get("configuration") is not None
                and i.callspec.params["configuration"].platform == "device" for i in items):
@@ -316,7 +345,8 @@ def check_device_choice(config, items) -> None:
     serials, _ = attached_devices_or_skip_reason()  # a broken adb: the cases skip saying so
     if len(serials) > 1:
         raise pytest.UsageError(f"{len(serials)} phones are attached ({', '.join(serials)}): choose one with "
-                                "--device-serial SERIAL or $ANDROID_SERIAL")
+                                "--device-serial SERIAL or $ANDROID_SERIAL, or run the device cases on every one "
+                                "with -m device (-n N: one xdist worker per phone)")
 
 
 def device_for_session(config, options: "RunOptions"):
@@ -353,6 +383,143 @@ def device_for_session(config, options: "RunOptions"):
         yield serial
     finally:
         phone.stop()
+
+
+@dataclass(frozen=True)
+class Phone:
+    """One of several phones of a session: ``key`` names it in case ids and record files (adb's
+    serial of an attached phone, ``vphone<i>`` for a virtual one, its ro.serialno)."""
+    key: str
+    serial: str | None = None  # an attached phone's; a virtual phone's is known once started
+    virtual: int | None = None  # the index of a virtual phone
+
+
+def session_phones(config) -> list[Phone]:
+    """The phones this session's device cases run on when there are several, [] for one (today's
+    single-phone behaviour: ids, records and the device_serial fixture unchanged).
+
+    Several: ``--virtual-phones N`` (N > 1) starts N virtual phones; otherwise every phone
+    attached, when more than one is and none is chosen (--device-serial, $ANDROID_SERIAL,
+    --virtual-phone always). Decided once per process, identically in every xdist worker; adb
+    is asked only when its server runs already or the selection names device cases."""
+    cached = getattr(config, "_harness_phones", None)
+    if cached is not None:
+        return cached
+    phones: list[Phone] = []
+    n = getattr(config.option, "virtual_phones", None)
+    if n:
+        phones = [Phone(f"vphone{i}", None, i) for i in range(n)] if n > 1 else []
+    elif not (config.option.device_serial or os.environ.get("ANDROID_SERIAL")) \
+            and config.option.virtual_phone != "always" and _may_ask_adb(config):
+        serials, broken = attached_devices_or_skip_reason()
+        if not broken and len(serials) > 1:
+            phones = [Phone(s, s) for s in serials]
+    config._harness_phones = phones
+    return phones
+
+
+def _may_ask_adb(config) -> bool:
+    if "device" in (config.option.markexpr or "") + " " + (config.option.keyword or ""):
+        return True
+    try:
+        from ppadb.client import Client  # noqa: F401
+
+        from android_harness import adb
+
+        return _listening(*adb.server_address())
+    except Exception:
+        return False
+
+
+def record_file_name(record: dict) -> str:
+    """``<configuration>.json``, ``<configuration>@<phone>.json`` when the session has several phones."""
+    phone = record.get("phone")
+    suffix = "" if not phone else "@" + "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in phone)
+    return f"{record['configuration']}{suffix}.json"
+
+
+def mark_phone(record: dict, phone_key: str | None, serial: str | None = None) -> dict:
+    """With several phones, which phone a record is of: ``phone`` (its key) and ``device`` (adb's
+    serial, and the phone's serial number, model and ABI as it reported them when it ran)."""
+    if phone_key is None:
+        return record
+    facts = record.get("transport") if isinstance(record.get("transport"), dict) else {}
+    record["phone"] = phone_key
+    record["device"] = {"serial": facts.get("serial", serial), "serialno": facts.get("serialno"),
+                        "model": facts.get("model"), "abi": facts.get("abi"),
+                        "fingerprint": facts.get("fingerprint")}
+    return record
+
+
+class PhonePool:
+    """The session's phones when there are several: each phone's serial (a virtual phone started
+    when its first case asks for it, so an xdist worker starts only its own) and a study per phone
+    (a study's measurements are cached per configuration, so phones cannot share one)."""
+
+    def __init__(self, config, options: "RunOptions"):
+        self.options = options
+        self.phones = {p.key: p for p in session_phones(config)}
+        self._serials: dict[str, str] = {}
+        self._failed: dict[str, str] = {}
+        self._virtual: list = []
+        self._studies: dict[str, Study] = {}
+
+    def serial(self, key: str) -> str:
+        if key in self._failed:
+            pytest.skip(self._failed[key])
+        if key not in self._serials:
+            try:
+                self._serials[key] = self._connect(self.phones[key])
+            except _PhoneSkip as exc:
+                self._failed[key] = str(exc)
+                pytest.skip(str(exc))
+        return self._serials[key]
+
+    def _connect(self, phone: Phone) -> str:
+        if phone.virtual is None:
+            return phone.serial
+        from android_harness.virtual_phone import VirtualPhone, VirtualPhoneUnavailable, unavailable_reason
+
+        reason = unavailable_reason()
+        if reason is not None:
+            raise _PhoneSkip(f"virtual phone {phone.key} cannot start on this host: {reason}")
+        cache = ArtifactCache(self.options.cache_dir) if self.options.cache_dir else ArtifactCache()
+        vphone = VirtualPhone(cache.root / ".virtual-phone" / phone.key, name=phone.key, log=_progress)
+        if phone.virtual:  # one copy of the bundle and inputs for all: linked from the first phone's /data
+            try:
+                vphone.build_tree()
+            except Exception:
+                pass  # start() says what is wrong
+            else:
+                vphone.share_pushed_files(cache.root / ".virtual-phone" / "vphone0")
+        try:
+            serial = vphone.start()
+        except VirtualPhoneUnavailable as exc:
+            raise _PhoneSkip(f"virtual phone {phone.key} did not start: {exc}") from None
+        self._virtual.append(vphone)
+        _progress(f"device cases of {phone.key}: running on the virtual phone {serial}")
+        return serial
+
+    def study(self, key: str) -> Study:
+        serial = self.serial(key)
+        if key not in self._studies:
+            study = self.options.make_study()
+            study.device_serial = serial
+            study.record_digests = True  # the devices comparison: identical logits and predictions?
+            self._studies[key] = study
+        return self._studies[key]
+
+    def close(self) -> None:
+        for study in self._studies.values():
+            study.close()
+        self._studies.clear()
+        for vphone in self._virtual:
+            vphone.stop()
+        self._virtual.clear()
+
+
+class _PhoneSkip(Exception):
+    pass
 
 
 class AdbBroken(RuntimeError):
@@ -481,13 +648,13 @@ def _artifact_name(record: dict) -> str:
 
 
 def write_record(options: RunOptions, record: dict) -> Path:
-    path = options.records_dir / f"{record['configuration']}.json"
+    path = options.records_dir / record_file_name(record)
     atomic_write(path, json.dumps(record))
     return path
 
 
 def write_error_record(options: RunOptions, config: Configuration, exc: BaseException, trace: str,
-                       expected: str | None = None) -> Path:
+                       expected: str | None = None, phone_key: str | None = None) -> Path:
     """A configuration that raised: its record says so (the report lists it as an error, or as a
     conversion failure with the converter's message when its model did not convert).
     ``expected``: the baseline's message for a conversion failure it records (the case passes as
@@ -498,7 +665,7 @@ def write_error_record(options: RunOptions, config: Configuration, exc: BaseExce
     if expected and record.get("conversion_failed"):
         record.update(passed=True, verdicts=[f"{config.id}: expected failure: the baseline records that this "
                                              f"model does not convert ({expected[:200]})"])
-    return write_record(options, record)
+    return write_record(options, mark_phone(record, phone_key))
 
 
 
@@ -506,6 +673,32 @@ def read_records(options: RunOptions) -> list[dict]:
     if not options.records_dir.is_dir():
         return []
     return [json.loads(p.read_text()) for p in sorted(options.records_dir.glob("*.json"))]
+
+
+def split_phone_records(records: list[dict], phones: list[str]) -> tuple[list[dict], list[dict]]:
+    """(the run's records with one record per configuration, every phone's device records).
+
+    Records without a phone (one phone, or the host platforms) are kept as they are; of a
+    configuration measured on several phones, the report's main tables, the proposal and the
+    run-level check of the whole run take the first phone's (in ``phones``' order); the second
+    list, for the devices comparison, holds them all ([] when no record names a phone)."""
+    device = [r for r in records if r.get("phone")]
+    if not device:
+        return records, []
+    order = {key: i for i, key in enumerate(phones)}
+    first: dict[str, dict] = {}
+    for r in sorted(device, key=lambda r: (order.get(r["phone"], len(order)), r["phone"])):
+        first.setdefault(r["configuration"], r)
+    return [r for r in records if not r.get("phone")] + list(first.values()), device
+
+
+def phone_runs(records: list[dict], device_records: list[dict]) -> list[tuple[str | None, list[dict]]]:
+    """[(phone, the host records and that phone's)] for each phone, or [(None, records)] with one phone."""
+    if not device_records:
+        return [(None, records)]
+    host = [r for r in records if not r.get("phone")]
+    phones = list(dict.fromkeys(r["phone"] for r in device_records))
+    return [(p, host + [r for r in device_records if r["phone"] == p]) for p in phones]
 
 
 def finish_run(session, exitstatus) -> None:
@@ -519,16 +712,19 @@ def finish_run(session, exitstatus) -> None:
     records = read_records(options)
     if not records:
         return
+    records, device_records = split_phone_records(records, [p.key for p in session_phones(config)])
     terminal = config.pluginmanager.get_plugin("terminalreporter")
     say = terminal.write_line if terminal else print
     failed = False
     if options.baseline is not None:
-        extra = [(cid, q) for cid, q in gating.run_level_regressions(records, options.baseline.policy)
-                 if next(r for r in records if r["configuration"] == cid).get("passed")]
-        for cid, q in extra:
-            say(f"{cid}: regression FAILS at the run level: Benjamini-Hochberg adjusted p = {q:.3g} <= "
-                f"{options.baseline.policy.alpha} over {len(records)} configurations (see its verdicts)")
-        failed |= bool(extra)
+        for phone, judged in phone_runs(records, device_records):  # each phone's run judged as a one-phone run
+            extra = [(cid, q) for cid, q in gating.run_level_regressions(judged, options.baseline.policy)
+                     if next(r for r in judged if r["configuration"] == cid).get("passed")]
+            for cid, q in extra:
+                say(f"{cid}{'' if phone is None else '@' + phone}: regression FAILS at the run level: "
+                    f"Benjamini-Hochberg adjusted p = {q:.3g} <= {options.baseline.policy.alpha} over "
+                    f"{len(judged)} configurations (see its verdicts)")
+            failed |= bool(extra)
     if options.write_thresholds:
         failed |= not write_proposal(options, records, say)
     from harness.report import writer
@@ -536,7 +732,7 @@ def finish_run(session, exitstatus) -> None:
     run_info = {"run": options.run_id, "zoo": options.zoo, "profile": options.profile.to_dict(),
                 "thresholds": str(options.thresholds_path), "exitstatus": int(exitstatus)}
     try:
-        out = writer.write_report(records, run_info, options.run_dir)
+        out = writer.write_report(records, run_info, options.run_dir, device_records=device_records)
     except ValueError as exc:  # e.g. every configuration raised: nothing to report on
         say(f"report NOT written: {exc}")
         failed = True

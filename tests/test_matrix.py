@@ -19,8 +19,10 @@ from harness.runtime import PlatformUnavailable
 from harness.runtime.registry import check_available
 
 
-def test_configuration(configuration, study, run_options, request):
-    if configuration.platform == "device":
+def test_configuration(configuration, phone_key, study, run_options, request):
+    if configuration.platform == "device" and phone_key is not None:  # one of several phones: its own study
+        study = request.getfixturevalue("device_phones").study(phone_key)
+    elif configuration.platform == "device":
         study.device_serial = request.getfixturevalue("device_serial")  # a phone, or the virtual one
     try:
         check_available(configuration.platform)
@@ -30,19 +32,21 @@ def test_configuration(configuration, study, run_options, request):
     try:
         baseline = run_options.baseline_for(configuration, study)
         # Runner platforms measure the whole planned batch at their first case (one process per runtime).
-        study.prefetch(suite.planned_configurations(request.session, configuration))
+        study.prefetch(suite.planned_configurations(request.session, configuration, phone_key))
         record = study.evaluate(configuration)
     except PlatformUnavailable as exc:
         pytest.skip(str(exc))
     except ConversionError as exc:  # this configuration's model did not convert: say so in one line, run on
         expected = baseline.expects_conversion_failure(configuration.id) if baseline is not None else None
-        suite.write_error_record(run_options, configuration, exc, traceback.format_exc(), expected=expected)
+        suite.write_error_record(run_options, configuration, exc, traceback.format_exc(), expected=expected,
+                                 phone_key=phone_key)
         record, failed = None, (expected, f"{configuration.id}: the model did not convert: {exc}")
     except Exception as exc:  # recorded, so the report shows the configuration as an error, not as absent
-        suite.write_error_record(run_options, configuration, exc, traceback.format_exc())
+        suite.write_error_record(run_options, configuration, exc, traceback.format_exc(), phone_key=phone_key)
         raise
     else:
         failed = None
+        suite.mark_phone(record, phone_key, study.device_serial)
     if failed is not None:  # outside the except block: one line, without the converter's traceback
         expected, message = failed
         if expected:

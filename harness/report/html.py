@@ -562,6 +562,37 @@ def _runtime_section(statistics: Mapping[str, Any], records: Sequence[Mapping[st
     return "\n".join(p for p in out if p)
 
 
+def _devices_table(statistics: Mapping[str, Any]) -> str:
+    """Several phones: per configuration each phone's success rate and whether the phones agree."""
+    devices = statistics.get("devices")
+    if not devices:
+        return ""
+    phones = devices["phones"]
+    summary = devices["summary"]
+    facts = "; ".join(f"{escape(p)}: " + escape(", ".join(str(v) for v in (f.get("serial"), f.get("model"), f.get("abi"))
+                                                         if v))
+                      for p, f in devices["devices"].items())
+    rows, attrs = [], []
+    for row in devices["configurations"]:
+        cells = [_link(row["configuration"])]
+        for p in phones:
+            cell = row["phones"].get(p)
+            cells.append("not run" if cell is None else "error" if "error" in cell else _num(cell["success_rate"], 3))
+        cells += [_num(row.get("agreement"), 3), "" if row.get("differing_samples") is None else str(row["differing_samples"]),
+                  {True: "yes", False: "no", None: "n/a"}[row.get("logits_identical")],
+                  escape(row["status"])]
+        rows.append(cells)
+        attrs.append(' class="fail"' if row["status"] not in ("identical", "not compared") else "")
+    return ('<h2 id="devices">Devices</h2>'
+            f'<p class="small">The device cases ran on {len(phones)} phones ({facts}). Per configuration: each '
+            "phone's success rate, the share of samples whose outcome is the same on every phone, the samples "
+            "that differ, and whether the logits are bit-identical; DISAGREE where outcomes, predictions or "
+            f"logits differ. {summary['identical']} of {summary['compared']} configurations compared are "
+            f"identical.</p>"
+            + _table(["configuration", *[f"success {p}" for p in phones], "agreement", "differing samples",
+                      "logits identical", "status"], rows, attrs))
+
+
 def render_html(records: Sequence[Mapping[str, Any]], statistics: Mapping[str, Any],
                 figures: Sequence[ReportFigure], run_info: Mapping[str, Any]) -> str:
     """The whole page. ``records`` must be validated (see ``records.validate_records``)."""
@@ -574,6 +605,7 @@ def render_html(records: Sequence[Mapping[str, Any]], statistics: Mapping[str, A
     direct = _direct_table(statistics.get("direct_comparisons") or [])
     runtime = _runtime_section(statistics, records, figures, ids)
     conversion = _conversion_failures(run_info)
+    devices = _devices_table(statistics)
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
@@ -584,6 +616,7 @@ def render_html(records: Sequence[Mapping[str, Any]], statistics: Mapping[str, A
         ('<a href="#direct-vs-transfer">direct vs transferred</a> \u00b7 ' if direct else '') +
         ('<a href="#framework-or-runtime">framework or runtime?</a> \u00b7 ' if runtime else '') +
         ('<a href="#conversion-failures">conversion failures</a> \u00b7 ' if conversion else '') +
+        ('<a href="#devices">devices</a> \u00b7 ' if devices else '') +
         '<a href="#quantization-effect">quantization effect</a> \u00b7 <a href="#pc-vs-mobile">PC vs '
         'mobile</a> \u00b7 <a href="#results">all configurations</a> \u00b7 <a href="#methods">methods</a></p>',
         _errors(run_info),
@@ -596,6 +629,7 @@ def render_html(records: Sequence[Mapping[str, Any]], statistics: Mapping[str, A
         host_vs_arm,
         _generation_table(records),
         direct,
+        devices,
         '<h2 id="quantization-effect">Quantization effect</h2>'
         '<p class="small">int8 vs float on the same platform and the same adversarial PNGs; b = samples only '
         "the int8 model misclassifies, c = samples only the float model misclassifies; McNemar's exact test; "

@@ -8,7 +8,8 @@ same directory, then ``os.replace``):
 * ``results.csv``: one row per configuration, scalar fields; dict and list fields other
   than the per-sample lists are JSON-encoded, the per-sample lists are left out;
 * ``statistics.json``: intervals, per-configuration McNemar tests, RQ1-RQ3 and the answers,
-  and ``runtime_comparisons`` (framework or runtime? see ``stats.compare_runtimes``);
+  and ``runtime_comparisons`` (framework or runtime? see ``stats.compare_runtimes``); with
+  ``device_records`` of several phones, ``devices`` (see ``devices.compare_devices``);
 * ``run.json``: the run information as given;
 * ``report.html``: the self-contained page;
 
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from harness.cache import atomic_write
+from harness.report.devices import compare_devices
 from harness.report.figures import build_figures
 from harness.report.html import render_html
 from harness.report.records import REQUIRED_FIELDS, config_id, validate_records
@@ -118,11 +120,13 @@ def update_latest(out_dir: Path, name: str = "latest") -> Path:
 
 
 def write_report(records: Iterable[Mapping[str, Any]], run_info: Mapping[str, Any] | None,
-                 out_dir: str | os.PathLike, update_latest_link: bool = True, figure_format: str = "png") -> ReportPaths:
+                 out_dir: str | os.PathLike, update_latest_link: bool = True, figure_format: str = "png",
+                 device_records: Iterable[Mapping[str, Any]] | None = None) -> ReportPaths:
     """Validate ``records``, write the report files into ``out_dir`` and update ``latest``.
 
     Raises ValueError (``RecordError``) naming the configuration and the field for an invalid
-    record, before anything is written.
+    record, before anything is written. ``device_records``: every phone's device records of a run
+    on several phones (``records`` holds one per configuration); the report then compares them.
     """
     records = list(records)
     # A configuration that raised has a record saying so and nothing measured: listed, not validated.
@@ -141,6 +145,9 @@ def write_report(records: Iterable[Mapping[str, Any]], run_info: Mapping[str, An
 
     statistics = compute_statistics(recs)
     statistics = {"run": _plain(run_info), **statistics}
+    devices = compare_devices(list(device_records or ()))
+    if devices is not None:
+        statistics["devices"] = devices
     figures = build_figures(recs, fmt=figure_format)
     page = render_html(recs, statistics, figures, run_info)
 

@@ -118,7 +118,7 @@ def test_no_free_space_is_a_clear_error_before_anything_is_pushed(phone, bundle,
         phone.set_free_bytes(None)
 
 
-def test_a_phone_that_reports_another_abi_is_refused(tmp_path, bundle):
+def test_a_phone_that_reports_another_abi_is_refused(phone, tmp_path, bundle):
     with VirtualPhone(tmp_path / "x86", name="vphone-x86", props={"ro.product.cpu.abi": "x86_64"},
                       log=lambda m: None) as other:
         with pytest.raises(adb.WrongABI, match=f"device {other.serial} reports ABI 'x86_64'"):
@@ -128,13 +128,14 @@ def test_a_phone_that_reports_another_abi_is_refused(tmp_path, bundle):
                               capture_output=True, text=True, timeout=120,
                               env={k: v for k, v in __import__("os").environ.items() if k != adb.SERIAL_ENV})
         assert done.returncode == 4 and other.serial in done.stderr and "choose one with --device-serial" in done.stderr
-        # and so does the suite, before any case runs
-        done = subprocess.run([sys.executable, "-m", "pytest", "-m", "device", "-k", "resnet50-fgsm-int8",
+        # the suite instead runs each device case on every phone attached (ids <case>@<serial>)
+        done = subprocess.run([sys.executable, "-m", "pytest", "-m", "device", "-k", "tensorflow-resnet50-fgsm-int8",
                                "--collect-only", "-q", "-p", "no:cacheprovider"], cwd=REPO, capture_output=True,
                               text=True, timeout=300,
                               env={k: v for k, v in __import__("os").environ.items() if k != adb.SERIAL_ENV})
-        assert done.returncode == 4, done.stdout[-2000:] + done.stderr[-2000:]
-        assert other.serial in done.stderr and "choose one with --device-serial" in done.stderr
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        assert {f"tensorflow-resnet50-fgsm-int8-device@{s}]" for s in (phone.serial, other.serial)} <= \
+            {line.split("[", 1)[-1] for line in done.stdout.splitlines()}
 
 
 def test_a_phone_unplugged_mid_run_fails_naming_it_and_the_rerun_completes(phone, bundle, tmp_path):

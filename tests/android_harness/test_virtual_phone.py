@@ -66,6 +66,32 @@ def test_emulator_ports_are_refused():
         vp.VirtualPhone("/nonexistent/vphone", host_port=5555)
 
 
+def test_a_second_phone_shares_the_first_ones_pushed_bundle_and_files(tmp_path):
+    data = "root/data/local/tmp/ondevice-robustness"
+    first, second = vp.VirtualPhone(tmp_path / "vphone0"), vp.VirtualPhone(tmp_path / "vphone1", name="vphone1",
+                                                                          log=lambda *a: None)
+    src = tmp_path / "vphone0" / data
+    (src / "bundle-abc/lib").mkdir(parents=True)
+    (src / "bundle-abc/lib/libx.so").write_bytes(b"x" * 100)
+    (src / "bundle-abc/SHA256SUMS").write_text("...")
+    os.symlink("lib/libx.so", src / "bundle-abc/link")
+    (src / "bundle-def.partial").mkdir()                   # still being pushed to the first phone: not shared
+    (src / "bundle-noSums").mkdir()                        # incomplete: not shared
+    (src / "files").mkdir()
+    (src / "files/d1.npy").write_bytes(b"batch")
+    (src / "files/d2.npy.partial").write_bytes(b"half")
+    (tmp_path / "vphone1" / data / "files").mkdir(parents=True)
+    (tmp_path / "vphone1" / data / "files/d1.npy").write_bytes(b"own")  # already there: kept
+    assert second.share_pushed_files(first) == 2
+    dst = tmp_path / "vphone1" / data
+    assert sorted(p.name for p in dst.iterdir()) == ["bundle-abc", "files"]
+    assert os.stat(dst / "bundle-abc/lib/libx.so").st_ino == os.stat(src / "bundle-abc/lib/libx.so").st_ino
+    assert os.readlink(dst / "bundle-abc/link") == "lib/libx.so"
+    assert (dst / "files/d1.npy").read_bytes() == b"own" and not (dst / "files/d2.npy.partial").exists()
+    assert second.share_pushed_files(tmp_path / "vphone0") == 0  # nothing new
+    assert second.share_pushed_files(tmp_path / "nothing-there") == 0
+
+
 # ------------------------------------------------------------------ with a phone
 
 @needs_phone
