@@ -50,6 +50,10 @@ def pytest_addoption(parser):
                     help="run the device cases on the virtual phone when no phone is attached and this host can "
                          "start one (auto, the default), even when phones are attached (always), or never")
     byo.add_options(group.addoption)  # --model, --source-model, --card, --images, --labels (bring your own)
+    group.addoption("--executor", default="local", choices=("local", "ray"),
+                    help="where adversarial sets' chunks run: local (this process, the default) or ray")
+    group.addoption("--ray-address", default=None,
+                    help="HOST:PORT of a Ray head for --executor ray (default: start a local Ray)")
     group.addoption("--run-slow", action="store_true",
                     help="also run the tests marked slow (full-size ImageNet architectures; minutes). "
                          "Selecting them with -m slow runs them too")
