@@ -144,6 +144,9 @@ def main(argv=None) -> int:
     names = args.models or list(all_models)
     attacks = args.attacks or list(profile.attack_names)
     local = make_executor("local", log=quiet)
+    # Ray runs its workers at niceness 15 by default: on a machine shared with other work (this one
+    # is), they would lose every core to it and the ratio would measure that. Same priority as local.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     t0 = time.perf_counter()
     ray_executor = make_executor("ray", args.ray_address, log=quiet)
     cluster = ray_executor.describe()
@@ -202,7 +205,9 @@ def main(argv=None) -> int:
     if rows:
         print(f"total: local {total_local:.1f} s, ray {total_ray:.1f} s, ratio {summary['ratio']:.2f} "
               f"(+{ray_startup:.1f} s to start Ray); all sets equal: {summary['all_same']}", flush=True)
-    result = {"settings": {**vars(args), "profile": profile.to_dict(), "samples": n, "cpu_count": os.cpu_count()},
+    result = {"settings": {**vars(args), "profile": profile.to_dict(), "samples": n, "cpu_count": os.cpu_count(),
+                           "RAY_worker_niceness": os.environ.get("RAY_worker_niceness"),
+                           "load_average_at_end": os.getloadavg()},
               "machine": platform.platform(), "cluster": cluster,
               "versions": library_versions("pytorch") | library_versions("tensorflow") | {"ray": cluster["ray_version"]},
               "overhead": {"summary": summary, "sets": rows}, "chunk_size": chunk_rows,

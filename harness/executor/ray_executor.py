@@ -135,8 +135,8 @@ class RayExecutor(Executor):
         if self.address:
             check_reachable(self.address)
         if ray.is_initialized():  # this process already joined a cluster: it must be the one asked for
-            joined = ray.get_runtime_context().gcs_address
-            if self.address and self.address not in ("auto", joined):
+            joined = ray.get_runtime_context().gcs_address  # the head's IP may read otherwise: compare ports
+            if self.address and self.address != "auto" and self.address.rpartition(":")[2] != joined.rpartition(":")[2]:
                 raise ExecutorError(f"--ray-address {self.address}: this process already joined Ray at {joined}")
         else:
             env = {"PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p),
