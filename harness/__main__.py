@@ -153,7 +153,7 @@ def main(argv=None) -> int:
         user.label_images()  # an unlabelled folder: labelled by the reference model, and the report says so
         for note in user.notes:
             say(note)
-    from harness.suite import study_executor
+    from harness.suite import executor_info, study_executor
 
     study = Study(args.zoo, profile, cache, args.samples, args.threads, log=say, source=source,
                   **study_executor(args.executor, args.ray_address, run_dir, say))
@@ -192,7 +192,7 @@ def main(argv=None) -> int:
 
     run_info = {"run": run_id, "zoo": args.zoo, "profile": profile.to_dict(), "thresholds": str(thresholds),
                 **({"user": user.describe()} if user is not None else {}),
-                "gated": False, "platforms": platforms, "executor": args.executor, "command": "python -m harness " + " ".join(argv or sys.argv[1:])}
+                "gated": False, "platforms": platforms, "executor": executor_info(run_dir), "command": "python -m harness " + " ".join(argv or sys.argv[1:])}
     out = writer.write_report(records, run_info, run_dir)
     print(summary_table([r for r in records if not r.get("error")]))
     if failed:

@@ -261,6 +261,12 @@ def study_executor(name: str, address: str | None, run_dir: Path, log) -> dict:
     return {"executor": executor, "progress_file": ProgressFile(run_dir / "progress.json")}
 
 
+def executor_info(run_dir: Path) -> dict | None:
+    """What ``reports/<run>/executor.json`` says (None: no study was made in this run)."""
+    path = run_dir / "executor.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def count_gated_cases(config, items) -> None:
     """The number of matrix cases this session runs: each case's share of the error budget."""
     if hasattr(config, "harness_run"):
@@ -578,7 +584,8 @@ def finish_run(session, exitstatus) -> None:
     from harness.report import writer
 
     run_info = {"run": options.run_id, "zoo": options.zoo, "profile": options.profile.to_dict(),
-                "thresholds": str(options.thresholds_path), "exitstatus": int(exitstatus)}
+                "thresholds": str(options.thresholds_path), "exitstatus": int(exitstatus),
+                "executor": executor_info(options.run_dir)}
     try:
         out = writer.write_report(records, run_info, options.run_dir)
     except ValueError as exc:  # e.g. every configuration raised: nothing to report on

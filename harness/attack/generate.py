@@ -6,6 +6,10 @@ their pixels, seed, batch size and library versions. Generation runs in batches;
 each finished batch is kept in ``<cache>/advset/.partial-<key>/`` so an interrupted
 generation resumes where it stopped. Reading a set back verifies it (cache manifest
 digests, then every PNG against the sidecar).
+
+The batches (chunks) are run by an executor (:mod:`harness.executor`: this process, or Ray
+tasks on a cluster); whichever ran them, this module alone saves them and assembles the set,
+so the bytes and the key are the same.
 """
 
 from __future__ import annotations
