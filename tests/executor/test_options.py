@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.executor.conftest import free_port
+from tests.ray_cluster import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -163,7 +163,7 @@ def test_a_killed_driver_resumes_from_its_finished_chunks(ray_cluster, samples, 
 
 
 def test_an_unreachable_address_fails_clearly():
-    from tests.executor.conftest import free_port
+    from tests.ray_cluster import free_port
 
     port = free_port()
     executor = make_executor("ray", f"127.0.0.1:{port}", log=quiet)

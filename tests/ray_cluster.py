@@ -1,4 +1,6 @@
-"""A real two-node Ray cluster on loopback: a head and a second raylet, each started with
+"""The session fixture `ray_cluster` (registered in tests/conftest.py, shared by tests/executor and tests/bench).
+
+A real two-node Ray cluster on loopback: a head and a second raylet, each started with
 ``ray start --block`` in its own process group and stopped by killing those groups (never
 ``ray stop``, which would stop every Ray on the machine). Ray is installed by requirements.lock."""
 
@@ -70,6 +72,10 @@ def ray_cluster():
     ray_bin = str(Path(sys.executable).parent / "ray")
     port, dashboard = free_port(), free_port()
     temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
+    # Ray 2.60 turns token authentication on for a new local ray.init() (and writes ~/.ray/auth_token):
+    # this cluster, its drivers and the test's subprocesses say explicitly that it is off.
+    saved_auth_mode = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0", "TF_CPP_MIN_LOG_LEVEL": "2"}
     common = ["--num-cpus", "1", "--object-store-memory", str(100 * 2**20), "--node-ip-address", "127.0.0.1",
               "--disable-usage-stats", "--block"]
@@ -85,7 +91,8 @@ def ray_cluster():
         start("--head", "--port", str(port), "--temp-dir", temp, "--include-dashboard", "true",
               "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard))
         deadline = time.monotonic() + 120
-        while not _listening(port):
+        # started when `ray start` says so (a port that merely listens may be another Ray's worker)
+        while not (_listening(port) and "Ray runtime started" in (Path(temp) / "fixture.log").read_text()):
             if time.monotonic() > deadline or procs[0].poll() is not None:
                 raise RuntimeError(f"the Ray head did not start: {(Path(temp) / 'fixture.log').read_text()[-3000:]}")
             time.sleep(0.5)
@@ -109,3 +116,7 @@ def ray_cluster():
                 pass
         log.close()
         shutil.rmtree(temp, ignore_errors=True)
+        if saved_auth_mode is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = saved_auth_mode
