@@ -54,6 +54,10 @@ def pytest_addoption(parser):
                          "<case>@vphone<i>; with -n N each xdist worker starts and uses its own phone). With "
                          "several phones attached and none chosen, the device cases run on every one of them")
     byo.add_options(group.addoption)  # --model, --source-model, --card, --images, --labels (bring your own)
+    group.addoption("--executor", default="local", choices=("local", "ray"),
+                    help="where adversarial sets' chunks run: local (this process, the default) or ray")
+    group.addoption("--ray-address", default=None,
+                    help="HOST:PORT of a Ray head for --executor ray (default: start a local Ray)")
     group.addoption("--run-slow", action="store_true",
                     help="also run the tests marked slow (full-size ImageNet architectures; minutes). "
                          "Selecting them with -m slow runs them too")

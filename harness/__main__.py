@@ -65,6 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1, help="inference threads per runtime (default 1)")
     parser.add_argument("--cache-dir", default=None, help="artefact cache (default: $HARNESS_CACHE_DIR or .cache/artifacts)")
     parser.add_argument("--report-dir", default=str(REPO / "reports"), help="where reports/<run-id>/ goes")
+    parser.add_argument("--executor", default="local", choices=("local", "ray"),
+                        help="where adversarial sets' chunks run: local (this process, the default) or ray")
+    parser.add_argument("--ray-address", default=None,
+                        help="HOST:PORT of a Ray head for --executor ray (default: start a local Ray)")
     byo.add_options(parser.add_argument)  # --model, --source-model, --card, --images, --labels
     return parser
 
@@ -90,6 +94,12 @@ def main(argv=None) -> int:
     # the zoo's profile when --profile is not given, as in pytest
     from harness.suite import ZOO_PROFILES, imagenet_dir_misuse
 
+    from harness.suite import executor_options
+
+    try:
+        executor_options(args.executor, args.ray_address)
+    except ValueError as exc:
+        parser.error(str(exc))
     misuse = imagenet_dir_misuse(args.zoo, args.imagenet_dir)
     if misuse:
         parser.error(misuse)
@@ -143,7 +153,10 @@ def main(argv=None) -> int:
         user.label_images()  # an unlabelled folder: labelled by the reference model, and the report says so
         for note in user.notes:
             say(note)
-    study = Study(args.zoo, profile, cache, args.samples, args.threads, log=say, source=source)
+    from harness.suite import executor_info, study_executor
+
+    study = Study(args.zoo, profile, cache, args.samples, args.threads, log=say, source=source,
+                  **study_executor(args.executor, args.ray_address, run_dir, say))
     records, skipped, failed = [], [], []
     try:
         # Runner platforms (arm64) measure all their configurations in as few runner processes as possible.
@@ -179,7 +192,7 @@ def main(argv=None) -> int:
 
     run_info = {"run": run_id, "zoo": args.zoo, "profile": profile.to_dict(), "thresholds": str(thresholds),
                 **({"user": user.describe()} if user is not None else {}),
-                "gated": False, "platforms": platforms, "command": "python -m harness " + " ".join(argv or sys.argv[1:])}
+                "gated": False, "platforms": platforms, "executor": executor_info(run_dir), "command": "python -m harness " + " ".join(argv or sys.argv[1:])}
     out = writer.write_report(records, run_info, run_dir)
     print(summary_table([r for r in records if not r.get("error")]))
     if failed:

@@ -153,7 +153,7 @@ class Study:
 
     def __init__(self, zoo: str, profile: Profile, cache: ArtifactCache, n_samples: int | None = None,
                  threads: int = 1, log: Callable[[str], None] = print, source: StudySource | None = None,
-                 device_serial: str | None = None):
+                 device_serial: str | None = None, executor=None, progress_file=None):
         registry.zoo_module(zoo)  # an unknown zoo is a ZooError naming the valid ones
         self.zoo = zoo
         self.profile = profile
@@ -169,6 +169,10 @@ class Study:
         # Several phones: each device record carries digests of its logits and predictions, so the
         # report can say whether the phones computed the same bits (harness.report.devices).
         self.record_digests = False
+        # Who runs the adversarial sets' chunks (harness.executor; None: this process) and where
+        # their progress goes (harness.executor.progress.ProgressFile). Neither enters a set's key.
+        self.executor = executor
+        self.progress_file = progress_file
         self._images: dict = {}  # (purpose, geometry key) -> ImageDataset, shared by models of one input geometry
         self._selection_error: samples.PoolTooSmall | None = None
 
@@ -275,7 +279,7 @@ class Study:
     @functools.cache
     def adversarial_set(self, framework: str, name: str, attack: str) -> AdversarialSet:
         return generate_set(self.model(framework, name), attack, self.profile, self.evaluation(framework, name),
-                            self.cache, self.log)
+                            self.cache, self.log, executor=self.executor, progress_file=self.progress_file)
 
     def runtime(self, framework: str, name: str, quantization: str, platform: str, runtime: str | None = None):
         from harness.runtime import open_runtime
@@ -657,6 +661,8 @@ class Study:
         for runtime in self._runtimes.values():
             runtime.close()
         self._runtimes.clear()
+        if self.executor is not None:
+            self.executor.close()
 
 
 def conversion_failure(config: Configuration, exc: ConversionError) -> dict:

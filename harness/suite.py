@@ -87,6 +87,10 @@ class RunOptions:
     # models and image source (harness.byo.UserStudyInputs), loaded once when the options are read.
     user_inputs: byo.UserInputs = field(default_factory=byo.UserInputs, compare=False, repr=False)
     user: byo.UserStudyInputs | None = field(default=None, compare=False, repr=False)
+    # Who runs the adversarial sets' chunks: "local" (this process) or "ray" (a Ray cluster at
+    # ray_address, or a new local Ray). Recorded in reports/<run>/executor.json, never in a key.
+    executor: str = "local"
+    ray_address: str | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -151,6 +155,8 @@ class RunOptions:
                       opt.write_thresholds, opt.threshold_margin, opt.threads, baseline,
                       Path(opt.imagenet_dir) if opt.imagenet_dir else None, source)
         options.user_inputs, options.user = user_inputs, user
+        options.executor, options.ray_address = executor_options(getattr(opt, "executor", "local"), getattr(opt, "ray_address", None),
+                                                                    pytest.UsageError)
         if baseline is not None:
             # What is known before any model loads: a run on other samples or attack
             # parameters is a usage error (exit 4), not 90 verdicts against the wrong limits.
@@ -191,7 +197,8 @@ class RunOptions:
         cache = ArtifactCache(self.cache_dir) if self.cache_dir else ArtifactCache()
         if self.user is not None:
             self.user.label_images()  # an unlabelled folder: the reference model's clean predictions, said so
-        return Study(self.zoo, self.profile, cache, self.samples, self.threads, log=_progress, source=source)
+        return Study(self.zoo, self.profile, cache, self.samples, self.threads, log=_progress, source=source,
+                     **study_executor(self.executor, self.ray_address, self.run_dir, _progress))
 
     def run_fingerprint(self, study: Study) -> dict:
         """The study's full fingerprint, computed once per process and kept beside the records
@@ -230,6 +237,49 @@ class RunOptions:
             pytest.fail(f"{self.thresholds_path} has no baseline for {config.id}; every configuration needs one "
                         "(propose a complete baseline with --write-thresholds)", pytrace=False)
         return self.baseline
+
+
+def executor_options(name: str, address: str | None, error=ValueError) -> tuple[str, str | None]:
+    """``--executor`` and ``--ray-address`` checked: an address without ``--executor ray``, or
+    one where no Ray head listens, is the user's error, said at once (``error``: the exception
+    type the caller reports usage errors with)."""
+    from harness.executor import EXECUTORS, ExecutorError
+
+    if name not in EXECUTORS:
+        raise error(f"--executor {name!r}: expected one of {', '.join(EXECUTORS)}")
+    if address and name != "ray":
+        raise error("--ray-address needs --executor ray")
+    if address:
+        from harness.executor.ray_executor import check_reachable
+
+        try:
+            check_reachable(address)
+        except ExecutorError as exc:
+            raise error(str(exc)) from None
+    return name, address or None
+
+
+def study_executor(name: str, address: str | None, run_dir: Path, log) -> dict:
+    """A study's executor and progress file (``reports/<run>/progress.json``), and the executor
+    described in ``reports/<run>/executor.json`` (for Ray: its version, address and nodes)."""
+    from harness.executor import make_executor
+    from harness.executor.progress import ProgressFile
+
+    executor = make_executor(name, address, log)
+    try:
+        described = executor.describe()
+    except Exception as exc:  # noqa: BLE001  (a Ray that cannot be joined: the cases say why)
+        raise RuntimeError(f"--executor {name}: {exc}") from None
+    atomic_write(run_dir / "executor.json", json.dumps(described, indent=1))
+    if name != "local":
+        log(f"executor: {json.dumps(described)}")
+    return {"executor": executor, "progress_file": ProgressFile(run_dir / "progress.json")}
+
+
+def executor_info(run_dir: Path) -> dict | None:
+    """What ``reports/<run>/executor.json`` says (None: no study was made in this run)."""
+    path = run_dir / "executor.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def count_gated_cases(config, items) -> None:
@@ -730,7 +780,8 @@ def finish_run(session, exitstatus) -> None:
     from harness.report import writer
 
     run_info = {"run": options.run_id, "zoo": options.zoo, "profile": options.profile.to_dict(),
-                "thresholds": str(options.thresholds_path), "exitstatus": int(exitstatus)}
+                "thresholds": str(options.thresholds_path), "exitstatus": int(exitstatus),
+                "executor": executor_info(options.run_dir)}
     try:
         out = writer.write_report(records, run_info, options.run_dir, device_records=device_records)
     except ValueError as exc:  # e.g. every configuration raised: nothing to report on

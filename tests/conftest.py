@@ -22,3 +22,8 @@ def fashion_train_subset():
 def mini_models():
     """All six trained mini models, keyed by (framework, name)."""
     return {(f, n): registry.load("mini", f, n) for f, n in registry.combinations("mini")}
+
+
+# A real two-node Ray cluster on loopback, one per session (tests/executor, tests/bench): one driver
+# process cannot join a second Ray after leaving the first.
+from tests.ray_cluster import ray_cluster  # noqa: E402,F401

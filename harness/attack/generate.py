@@ -6,6 +6,10 @@ their pixels, seed, batch size and library versions. Generation runs in batches;
 each finished batch is kept in ``<cache>/advset/.partial-<key>/`` so an interrupted
 generation resumes where it stopped. Reading a set back verifies it (cache manifest
 digests, then every PNG against the sidecar).
+
+The batches (chunks) are run by an executor (:mod:`harness.executor`: this process, or Ray
+tasks on a cluster); whichever ran them, this module alone saves them and assembles the set,
+so the bytes and the key are the same.
 """
 
 from __future__ import annotations
@@ -21,18 +25,20 @@ from typing import Callable
 import numpy as np
 
 from harness.attack import pngset
-from harness.attack.attacks import FoolboxModel
 from harness.attack.profiles import Profile
-from harness.attack.registry import make_attack
 from harness.cache import ArtifactCache, atomic_write, cache_key, source_digest
 from harness.data.dataset import ImageDataset
+from harness.executor.base import Chunk, ChunkJob, Executor
+from harness.executor.local import LocalExecutor
+from harness.executor.progress import BuildProgress, ProgressFile
 from harness.zoo.base import ZooModel
 
 KIND = "advset"
 # The code that decides a set's bytes: this package (attacks, batching, rounding, PNG writing), the
 # model definitions and adapters the attacks run through, and the models' input normalisation. Not
-# the training script: weights are keyed by their digest.
-GENERATION_SOURCES = ("harness/attack", "harness/zoo", "harness/data/preprocessing.py")
+# the training script: weights are keyed by their digest. Of the executor stage, only the chunk
+# function every executor calls (harness/executor/base.py): which executor ran a chunk is not in the key.
+GENERATION_SOURCES = ("harness/attack", "harness/zoo", "harness/data/preprocessing.py", "harness/executor/base.py")
 GENERATION_SOURCES_EXCLUDE = ("train.py",)
 
 
@@ -79,8 +85,14 @@ def set_key_parts(model: ZooModel, attack: str, profile: Profile, samples: Image
 
 
 def generate_set(model: ZooModel, attack: str, profile: Profile, samples: ImageDataset,
-                 cache: ArtifactCache, log: Callable[[str], None] = print) -> pngset.AdversarialSet:
-    """The adversarial set for these samples, generated now or read from the cache."""
+                 cache: ArtifactCache, log: Callable[[str], None] = print, executor: Executor | None = None,
+                 progress_file: ProgressFile | None = None) -> pngset.AdversarialSet:
+    """The adversarial set for these samples, generated now or read from the cache.
+
+    ``executor`` runs the chunks (default: :class:`~harness.executor.local.LocalExecutor`, in this
+    process); it never enters the key: every executor builds the same bytes. ``progress_file``
+    gets the build's progress (chunks, samples/s, time left) as JSON."""
+    executor = executor if executor is not None else LocalExecutor(log)
     if samples.images.shape[1:] != (model.spec.input_size, model.spec.input_size, 3):
         raise ValueError(f"{model.spec.id}: samples are {samples.images.shape[1:]}, the model takes "
                          f"{(model.spec.input_size, model.spec.input_size, 3)}")
@@ -92,7 +104,8 @@ def generate_set(model: ZooModel, attack: str, profile: Profile, samples: ImageD
     fresh: dict = {}
 
     def build(directory: Path) -> dict:
-        sidecar, images, stage_seconds = _generate(model, attack, profile, samples, directory, partial, log, label)
+        sidecar, images, stage_seconds = _generate(model, attack, profile, samples, directory, partial, log, label,
+                                                   executor, progress_file)
         fresh.update(sidecar=sidecar, images=images)
         # the manifest's metadata: the set's facts, and where its generation time went
         # (the overhead benchmark reads stage_seconds)
@@ -109,39 +122,48 @@ def generate_set(model: ZooModel, attack: str, profile: Profile, samples: ImageD
     return pngset.read_set(artifact.path, expected)
 
 
-def _generate(model, attack_name, profile, samples, directory, partial, log, label) -> tuple[dict, np.ndarray, dict]:
+def _generate(model, attack_name, profile, samples, directory, partial, log, label, executor,
+              progress_file) -> tuple[dict, np.ndarray, dict]:
     """Attack in batches, round, evaluate, write; -> (sidecar, rounded images, stage seconds)."""
-    attack = make_attack(attack_name, profile.attack_params(attack_name))
-    fmodel = FoolboxModel(model)
     images01 = samples.images.astype(np.float32) / 255.0
     n, size = len(samples), profile.attack_batch_size
-    starts = list(range(0, n, size))
+    chunks = [Chunk(b, start, min(start + size, n), profile.seed + 1009 * b) for b, start in enumerate(range(0, n, size))]
     partial.mkdir(parents=True, exist_ok=True)
+    progress = BuildProgress(label, len(chunks), n, executor.name, progress_file)
+    batches: dict[int, dict] = {}
+    wall = time.perf_counter()
+    for chunk in chunks:  # finished batches of an interrupted run (any executor's: the bytes are the same)
+        batch = _load_batch(partial / f"batch-{chunk.index:05d}.npz")
+        if batch is not None:
+            batches[chunk.index] = batch
+            progress.resumed(chunk.samples)
+            log(f"  {label}: batch {chunk.index + 1}/{len(chunks)} ({progress.samples_done}/{n} samples, "
+                f"{time.perf_counter() - wall:.1f} s, kept from an interrupted run)")
+    resumed = len(batches)
+
+    def finished(chunk: Chunk, batch: dict) -> None:  # in this process, as each chunk finishes
+        _save_batch(partial / f"batch-{chunk.index:05d}.npz", batch)
+        batches[chunk.index] = batch
+        progress.done(chunk.samples)
+        progress.publish()
+        log(f"  {label}: batch {chunk.index + 1}/{len(chunks)} ({progress.samples_done}/{n} samples, "
+            f"{time.perf_counter() - wall:.1f} s; {progress.line()})")
+
+    pending = [c for c in chunks if c.index not in batches]
+    job = ChunkJob(model, attack_name, profile.attack_params(attack_name), images01, samples.labels)
+    executor.run(job, pending, finished)
+    progress.publish(finished=True)
     adversarials = np.empty_like(images01)
     success_before = np.empty(n, bool)
     failed_init: list[int] = []
-    attack_seconds, resumed = 0.0, 0
-    wall = time.perf_counter()
-    for b, start in enumerate(starts):
-        rows = slice(start, min(start + size, n))
-        batch_file = partial / f"batch-{b:05d}.npz"
-        batch = _load_batch(batch_file)
-        was_resumed = batch is not None
-        if batch is None:
-            t0 = time.perf_counter()
-            out = attack.run(fmodel, images01[rows], samples.labels[rows], seed=profile.seed + 1009 * b)
-            seconds = time.perf_counter() - t0
-            batch = {"adversarials": out.adversarials, "failed_init": out.failed_init + start,
-                     "success": out.success, "seconds": np.float64(seconds)}
-            _save_batch(batch_file, batch)
-        resumed += was_resumed
+    attack_seconds = 0.0
+    for chunk in chunks:  # assembled in sample order, whatever order the chunks finished in
+        batch = batches[chunk.index]
+        rows = slice(chunk.start, chunk.stop)
         adversarials[rows] = batch["adversarials"]
         success_before[rows] = batch["success"]
         failed_init.extend(int(i) for i in batch["failed_init"])
         attack_seconds += float(batch["seconds"])
-        done = rows.stop
-        log(f"  {label}: batch {b + 1}/{len(starts)} ({done}/{n} samples, "
-            f"{time.perf_counter() - wall:.1f} s{', kept from an interrupted run' if was_resumed else ''})")
     attack_wall = time.perf_counter() - wall
     t0 = time.perf_counter()
     rounded = pngset.to_uint8(adversarials)
@@ -158,7 +180,7 @@ def _generate(model, attack_name, profile, samples, directory, partial, log, lab
         "attack": attack_name, "params": profile.attack_params(attack_name), "profile": profile.name,
         "model": model.spec.id, "weights_sha256": model.weights_digest, "seed": profile.seed,
         "batch_size": size, "versions": library_versions(model.spec.framework),
-        "generation_seconds": round(attack_seconds, 3), "batches": len(starts), "batches_resumed": resumed,
+        "generation_seconds": round(attack_seconds, 3), "batches": len(chunks), "batches_resumed": resumed,
         "init_failed_ids": sorted(failed_ids),
         "success_before_rounding": float(success_before.mean()), "success_after_rounding": float(success_after.mean()),
     }
