@@ -415,18 +415,10 @@ def device_for_session(config, options: "RunOptions"):
         return
     if config.option.virtual_phone == "never":
         pytest.skip(DEVICE_SKIP)
-    from android_harness.virtual_phone import VirtualPhone, VirtualPhoneUnavailable, unavailable_reason
-
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"{DEVICE_SKIP}; and the virtual phone cannot start on this host: {reason}")
-    cache = ArtifactCache(options.cache_dir) if options.cache_dir else ArtifactCache()
-    # Kept beside the cache: the bundle and files pushed to the virtual phone stay for the next run.
-    phone = VirtualPhone(cache.root / ".virtual-phone" / "vphone0", name="vphone0", log=_progress)
     try:
-        serial = phone.start()
-    except VirtualPhoneUnavailable as exc:
-        pytest.skip(f"{DEVICE_SKIP}; and the virtual phone did not start: {exc}")
+        phone, serial = start_virtual_phone(options, "vphone0")
+    except _PhoneSkip as exc:
+        pytest.skip(f"{DEVICE_SKIP}; and the {exc}")
     _progress(f"device cases: running on the virtual phone {serial}"
               + ("" if serials else " (no phone attached)"))
     try:
@@ -528,24 +520,7 @@ class PhonePool:
     def _connect(self, phone: Phone) -> str:
         if phone.virtual is None:
             return phone.serial
-        from android_harness.virtual_phone import VirtualPhone, VirtualPhoneUnavailable, unavailable_reason
-
-        reason = unavailable_reason()
-        if reason is not None:
-            raise _PhoneSkip(f"virtual phone {phone.key} cannot start on this host: {reason}")
-        cache = ArtifactCache(self.options.cache_dir) if self.options.cache_dir else ArtifactCache()
-        vphone = VirtualPhone(cache.root / ".virtual-phone" / phone.key, name=phone.key, log=_progress)
-        if phone.virtual:  # one copy of the bundle and inputs for all: linked from the first phone's /data
-            try:
-                vphone.build_tree()
-            except Exception:
-                pass  # start() says what is wrong
-            else:
-                vphone.share_pushed_files(cache.root / ".virtual-phone" / "vphone0")
-        try:
-            serial = vphone.start()
-        except VirtualPhoneUnavailable as exc:
-            raise _PhoneSkip(f"virtual phone {phone.key} did not start: {exc}") from None
+        vphone, serial = start_virtual_phone(self.options, phone.key, share_with_first=bool(phone.virtual))
         self._virtual.append(vphone)
         _progress(f"device cases of {phone.key}: running on the virtual phone {serial}")
         return serial
@@ -570,6 +545,31 @@ class PhonePool:
 
 class _PhoneSkip(Exception):
     pass
+
+
+def start_virtual_phone(options: "RunOptions", key: str, share_with_first: bool = False):
+    """Start the virtual phone ``key`` -> (VirtualPhone, serial); :class:`_PhoneSkip` saying why not.
+
+    Its tree is kept beside the cache, so the bundle and files pushed to it stay for the next run;
+    ``share_with_first``: hard-link what ``vphone0`` already holds (one copy of the bundle for all)."""
+    from android_harness.virtual_phone import VirtualPhone, VirtualPhoneUnavailable, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is not None:
+        raise _PhoneSkip(f"virtual phone {key} cannot start on this host: {reason}")
+    cache = ArtifactCache(options.cache_dir) if options.cache_dir else ArtifactCache()
+    vphone = VirtualPhone(cache.root / ".virtual-phone" / key, name=key, log=_progress)
+    if share_with_first:
+        try:
+            vphone.build_tree()
+        except Exception:  # noqa: BLE001  (start() below says what is wrong)
+            pass
+        else:
+            vphone.share_pushed_files(cache.root / ".virtual-phone" / "vphone0")
+    try:
+        return vphone, vphone.start()
+    except VirtualPhoneUnavailable as exc:
+        raise _PhoneSkip(f"virtual phone {key} did not start: {exc}") from None
 
 
 class AdbBroken(RuntimeError):
