@@ -32,11 +32,13 @@ test: disk-check-test $(STAMP) system-deps
 	$(PY) -m pytest --run-slow $(PYTEST_ARGS)
 
 ## Debian packages the arm64 platform and the virtual phone need: qemu-user 8.0+, adbd and adb
-## (bookworm: from backports), busybox-static. Installs as root; otherwise says what is missing
-## and the cases that need them skip.
+## (bookworm: from backports), busybox-static; and libusb-1.0-0, which tflite-support's metadata
+## extension links (reading a .tflite's metadata, harness/zoo/tflite_file.py). Installs as root;
+## otherwise says what is missing and the cases that need them skip.
 system-deps:
 	@bash android_harness/install-qemu.sh
 	@bash android_harness/install-virtual-phone.sh
+	@bash android_harness/install-libusb.sh
 
 ## Retrain the mini zoo (needs the full Fashion-MNIST, see README).
 train: $(STAMP)
