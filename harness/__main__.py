@@ -33,8 +33,18 @@ from harness.data.dataset import DataError
 from harness.convert.base import ConversionError
 from harness.study import HOST_PLATFORMS, RUNNER_PLATFORMS, Study, error_record, matrix
 from harness.zoo import registry
+from harness.zoo.base import ZooError
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _case_errors() -> tuple[type, ...]:
+    """What a case may raise about its inputs (a model file that fails at run time, too few
+    samples the model gets right, a bad image): recorded, said in one line, and the run goes on."""
+    from harness.attack.direct import DirectAttackError
+    from harness.runtime.base import RuntimeFailure
+
+    return (RuntimeFailure, DataError, ZooError, DirectAttackError)
 DEFAULT_PLATFORMS = ("pc", "mobile")
 
 
@@ -84,7 +94,30 @@ def user_inputs(parser: argparse.ArgumentParser, args) -> "byo.UserStudyInputs |
         parser.error(str(exc))
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:1000] if text else type(exc).__name__
+
+
 def main(argv=None) -> int:
+    """:func:`run`, with no traceback for the user: an error nothing else caught is one line (its
+    traceback goes to a file named in it), Ctrl-C exits 130."""
+    try:
+        return run(argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001  (the last line of defence: a one-line error, never a traceback)
+        import tempfile
+
+        fd, log = tempfile.mkstemp(prefix="harness-error-", suffix=".log")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(traceback.format_exc())
+        print(f"error: {type(exc).__name__}: {_one_line(exc)} (traceback in {log})", file=sys.stderr)
+        return 1
+
+
+def run(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     for name in ("samples", "calibration", "threads"):
@@ -157,7 +190,7 @@ def main(argv=None) -> int:
 
     study = Study(args.zoo, profile, cache, args.samples, args.threads, log=say, source=source,
                   **study_executor(args.executor, args.ray_address, run_dir, say))
-    records, skipped, failed = [], [], []
+    records, skipped, failed, errors = [], [], [], []
     try:
         # Runner platforms (arm64) measure all their configurations in as few runner processes as possible.
         runner = [c for c in configurations if c.platform in RUNNER_PLATFORMS]
@@ -178,6 +211,13 @@ def main(argv=None) -> int:
                 atomic_write(run_dir / "records" / f"{config.id}.json", json.dumps(record))
                 records.append(record)
                 continue
+            except _case_errors() as exc:  # a model file that fails at run time, too few samples...: one line
+                say(f"  FAILED: {_one_line(exc)}")
+                errors.append(config.id)
+                record = error_record(config, exc, traceback.format_exc(), args.zoo, profile.name)
+                atomic_write(run_dir / "records" / f"{config.id}.json", json.dumps(record))
+                records.append(record)
+                continue
             # Not gated here (pytest -m pc gates): the record says so rather than claiming a pass.
             record.update(gate={}, verdicts=[], passed=None)
             atomic_write(run_dir / "records" / f"{config.id}.json", json.dumps(record))
@@ -186,6 +226,9 @@ def main(argv=None) -> int:
         study.close()
     if not records:
         say("nothing ran")
+        return 1
+    if len(errors) == len(records):  # every case failed: the same one-line reasons, no empty report
+        print(f"error: every configuration failed ({len(errors)}); the records in {run_dir / 'records'} say why")
         return 1
 
     from harness.report import writer
@@ -198,6 +241,9 @@ def main(argv=None) -> int:
     if failed:
         print(f"{len(failed)} configurations did not convert (the report lists each with the converter's message): "
               + ", ".join(failed[:3]) + ("..." if len(failed) > 3 else ""))
+    if errors:
+        print(f"{len(errors)} configurations failed (the report lists each under Errors): "
+              + ", ".join(errors[:3]) + ("..." if len(errors) > 3 else ""))
     print(f"{len(records)} configurations in {time.perf_counter() - start:.1f} s"
           + (f"; {len(skipped)} skipped ({', '.join(skipped[:3])}{'...' if len(skipped) > 3 else ''})" if skipped else ""))
     print(f"report: {out.report_html}")
@@ -207,7 +253,7 @@ def main(argv=None) -> int:
     print(f"thresholds: {thresholds} " + (f"exists; `pytest -m pc{zoo_options}` gates these configurations on it "
                                            "(not done here)" if thresholds.is_file() else
                                            f"does not exist; write it with `pytest -m pc{zoo_options} --write-thresholds`"))
-    return 1 if failed else 0
+    return 1 if failed or errors else 0
 
 
 def summary_table(records) -> str:

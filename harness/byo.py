@@ -2,7 +2,7 @@
 
 The options, shared by ``pytest`` (``conftest.py``) and ``python -m harness``::
 
-    --model PATH          a .tflite or .ptl file (repeatable: e.g. the float and the int8 file)
+    --model PATH          a .tflite, .ptl or .pte file (repeatable: e.g. the float and the int8 file)
     --source-model PATH   the PC model it came from (.keras/.h5, TorchScript, .pt2): one for every
                           --model, or one per --model in the same order
     --card PATH           the model card (default: <model>.card.toml next to each model): one for
@@ -10,6 +10,7 @@ The options, shared by ``pytest`` (``conftest.py``) and ``python -m harness``::
     --images DIR          a folder of photos: class sub-folders, a labels.csv, or unlabelled
                           (or the path of a .csv file of rows file,label)
     --labels FILE         class names per output index, with an optional "# offset: N" line
+    --output NAME         the classifier's output of a .tflite with several (tensor or signature name)
 
 :meth:`UserInputs.from_options` reads them from pytest's ``config.option`` or an argparse
 namespace; :meth:`UserInputs.problems` lists what is wrong without loading anything (missing
@@ -28,12 +29,13 @@ from pathlib import Path
 from harness.data.dataset import DataError
 from harness.zoo.base import ZooError
 
-MODEL_SUFFIXES = (".tflite", ".ptl")
+MODEL_SUFFIXES = (".tflite", ".ptl", ".pte")
 
 # (flag, attribute, help): each takes a value; the repeatable ones collect a list.
 OPTIONS = (
     ("--model", "model", True,
-     "your own mobile model file, .tflite (float, int8, uint8 input/output) or .ptl; repeatable"),
+     "your own mobile model file, .tflite (float, float16, dynamic-range or full int8/uint8, fixed or dynamic "
+     "batch, with or without Model Metadata), .ptl or .pte; repeatable"),
     ("--source-model", "source_model", True,
      "the PC model --model came from (Keras .keras/.h5, TorchScript, exported program .pt2), for transfer "
      "attacks: once for every --model, or once per --model in order"),
@@ -45,6 +47,9 @@ OPTIONS = (
      "unlabelled (the reference model's clean predictions become the labels); or a .csv file"),
     ("--labels", "labels", False,
      "class names, one per output index (a '# offset: N' line declares N non-class outputs first)"),
+    ("--output", "output", False,
+     "the classifier's output, by tensor or signature output name, for a .tflite with several outputs "
+     "(wins over the card's output.name)"),
 )
 
 
@@ -58,7 +63,7 @@ def add_options(add) -> None:
         if repeatable:
             add(flag, dest=dest, action="append", default=None, metavar="PATH", help=text)
         else:
-            add(flag, dest=dest, default=None, metavar="PATH", help=text)
+            add(flag, dest=dest, default=None, metavar="NAME" if dest == "output" else "PATH", help=text)
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ class UserInputs:
     cards: tuple[Path, ...] = ()
     images: Path | None = None
     labels: Path | None = None
+    output: str | None = None
 
     @classmethod
     def from_options(cls, options) -> "UserInputs":
@@ -78,24 +84,26 @@ class UserInputs:
             value = getattr(options, name, None)
             return Path(value).expanduser() if value else None
 
-        return cls(paths("model"), paths("source_model"), paths("card"), path("images"), path("labels"))
+        output = getattr(options, "output", None)
+        return cls(paths("model"), paths("source_model"), paths("card"), path("images"), path("labels"),
+                   output if output else None)
 
     @property
     def given(self) -> bool:
-        return bool(self.models or self.source_models or self.cards or self.images or self.labels)
+        return bool(self.models or self.source_models or self.cards or self.images or self.labels or self.output)
 
     def problems(self) -> list[str]:
         """What is wrong, without loading anything (empty: go on to :meth:`load`)."""
         out = []
         if not self.models:
             for flag, value in (("--source-model", self.source_models), ("--card", self.cards),
-                                ("--images", self.images), ("--labels", self.labels)):
+                                ("--images", self.images), ("--labels", self.labels), ("--output", self.output)):
                 if value:
                     out.append(f"{flag} needs --model PATH (the mobile model file it belongs to)")
             return out
         for model in self.models:
             if model.suffix.lower() not in MODEL_SUFFIXES:
-                out.append(f"--model {model}: expected a .tflite or .ptl file")
+                out.append(f"--model {model}: expected a .tflite, .ptl or .pte file")
             elif not model.is_file():
                 out.append(f"--model {model}: file not found")
         if len(set(m.resolve() for m in self.models)) != len(self.models):
@@ -142,7 +150,7 @@ class UserInputs:
             for model, card, source in self.pairs():
                 progress(f"bring your own: checking {model}")
                 given = sources.get(source.resolve(), source) if source is not None else None
-                loaded = load_user_model(model, card, given, self.labels)
+                loaded = load_user_model(model, card, given, self.labels, self.output)
                 if source is not None:
                     sources.setdefault(source.resolve(), loaded.source)
                 models.append(loaded)
@@ -221,4 +229,5 @@ class UserStudyInputs:
         parts += [f"--card {c}" for c in o.cards]
         parts += [f"--images {o.images}"] if o.images else []
         parts += [f"--labels {o.labels}"] if o.labels else []
+        parts += [f"--output {o.output}"] if o.output else []
         return " ".join(parts)

@@ -477,6 +477,7 @@ class Study:
         }
         record["environment"] = {"quantized_engine": runtime.engine, "litert_resolver": runtime.resolver,
                                  "threads": runtime.threads, **_host_environment()}
+        record.update(_deployment_facts(runtime, converted, clean.logits[clean_rows], None))
         return record
 
     def evaluate(self, config: Configuration) -> dict:
@@ -558,6 +559,7 @@ class Study:
                                  "threads": runtime.threads, **_host_environment()}
         if converted is not None and "delegation" in converted.artifact.metadata:
             record["delegation"] = converted.artifact.metadata["delegation"]  # which ops a delegate (XNNPACK) took
+        record.update(_deployment_facts(runtime, converted, clean.logits, logits))
         return record
 
     def deployed_runtimes(self, framework: str, name: str) -> tuple[str, ...]:
@@ -690,6 +692,36 @@ def _runtime_of(framework: str, fmt: str | None) -> str | None:
     if fmt is None or fmt == runtime_format(framework, None):
         return None
     return next(r for r, f in RUNTIME_FORMATS.items() if f == fmt)
+
+
+def _deployment_facts(runtime, converted, clean_outputs, adversarial_outputs) -> dict:
+    """What a record says about the outputs it compared and the file that made them: ``outputs`` is
+    what agreement and ``max_abs_logit_diff`` compare (``logits``, or ``probabilities`` for a model
+    with a softmax inside); ``top1_ties`` counts the images whose highest output is shared by
+    several classes (quantized probabilities tie often; the prediction is then the lowest output
+    index among them, numpy's argmax on every platform); a bring-your-own file's facts (recipe,
+    metadata, batch, output) come along as ``user_model``; ``batch`` is how the runtime fed the file."""
+    out = {"outputs": runtime.spec.output_kind,
+           "top1_ties": {"clean": _ties(clean_outputs),
+                         "adversarial": None if adversarial_outputs is None else _ties(adversarial_outputs)}}
+    batch = runtime.describe().get("batch")
+    if batch is not None:
+        out["batch"] = batch
+    metadata = getattr(getattr(converted, "artifact", None), "metadata", None) or {}
+    if "user_model" in metadata:
+        out["user_model"] = metadata["user_model"]
+    return out
+
+
+def _ties(outputs) -> int | None:
+    """Images whose highest output value is reached by more than one output."""
+    if outputs is None:
+        return None
+    outputs = np.asarray(outputs)
+    if outputs.ndim != 2 or not len(outputs):
+        return 0
+    top = outputs.max(axis=1, keepdims=True)
+    return int(((outputs == top).sum(axis=1) > 1).sum())
 
 
 def _agreement(subject: np.ndarray, reference: np.ndarray) -> dict:

@@ -138,6 +138,8 @@ def platform_identity(runtime) -> dict:
     facts = {"platform": runtime.platform, "runtime": type(runtime).__name__, "framework": runtime.framework,
              "quantization": runtime.quantization, "threads": runtime.threads, "resolver": runtime.resolver,
              "engine": runtime.engine}
+    if getattr(runtime.spec, "output", None) is not None:  # a file with several outputs: which one is read
+        facts["output"] = runtime.spec.output
     backend = getattr(runtime, "backend", None)
     if backend is not None:
         facts["transport"] = backend.transport.key_facts()

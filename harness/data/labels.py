@@ -140,9 +140,23 @@ def read_labels(path: Path | str, num_outputs: int | None = None, offset: int | 
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: labels file is not UTF-8 text (byte {exc.start})") from None
+    return parse_labels(text, str(path), num_outputs, offset, json_format=path.suffix.lower() == ".json")
+
+
+# Names a labels file gives output 0 when it is not a class (TensorFlow-slim's "background",
+# the "???" of the TFLite Model Maker and hosted-model label files).
+BACKGROUND_NAMES = ("background", "???", "__background__")
+
+
+def parse_labels(text: str, source: str, num_outputs: int | None = None, offset: int | None = None,
+                 json_format: bool = False) -> LabelSpace:
+    """The text of a labels file (e.g. one embedded in a model's metadata) -> :class:`LabelSpace`;
+    ``source`` names it in errors. A list of every output whose first name is a background name
+    (:data:`BACKGROUND_NAMES`) and no declared offset is read as offset 1."""
+    path = source
     declared = None
     entries: list[tuple[str | None, str]] = []
-    if path.suffix.lower() == ".json":
+    if json_format:
         entries = _json_entries(path, text)
     else:
         for number, line in enumerate(text.splitlines(), 1):
@@ -165,7 +179,9 @@ def read_labels(path: Path | str, num_outputs: int | None = None, offset: int | 
     if not entries:
         raise DataError(f"{path}: labels file lists no classes")
     if offset is None:
-        offset = 1 if num_outputs == 1001 and len(entries) == 1000 else 0
+        offset = 1 if (num_outputs == 1001 and len(entries) == 1000) or (
+            num_outputs is not None and len(entries) == num_outputs > 2
+            and entries[0][1].strip().lower() in BACKGROUND_NAMES) else 0
     if offset < 0:
         raise DataError(f"{path}: label offset {offset} is negative")
     non_classes: tuple[str, ...] = ()
@@ -180,10 +196,10 @@ def read_labels(path: Path | str, num_outputs: int | None = None, offset: int | 
     has_wnids = all(w is not None for w in wnids)
     if any(w is not None for w in wnids) and not has_wnids:
         raise DataError(f"{path}: some lines start with a WordNet id and some do not; give one for every class or none")
-    return LabelSpace(tuple(name for _, name in entries), offset, wnids if has_wnids else None, str(path), non_classes)
+    return LabelSpace(tuple(name for _, name in entries), offset, wnids if has_wnids else None, source, non_classes)
 
 
-def _json_entries(path: Path, text: str) -> list[tuple[str | None, str]]:
+def _json_entries(path, text: str) -> list[tuple[str | None, str]]:
     try:
         table = json.loads(text)
     except (ValueError, RecursionError) as exc:

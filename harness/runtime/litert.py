@@ -79,8 +79,12 @@ class LiteRTRuntime(Runtime):
 
     def _check_signature(self, path: Path) -> None:
         inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        wanted = self.spec.output  # a file with several outputs: the classifier's, by name
+        if wanted is not None:
+            outputs = [d for d in outputs if d["name"] == wanted] or outputs
         if len(inputs) != 1 or len(outputs) != 1:
-            raise ModelFileError(f"{path}: expected one input and one output, found {len(inputs)} and {len(outputs)}")
+            raise ModelFileError(f"{path}: expected one input and one output{f' named {wanted!r}' if wanted else ''}, "
+                                 f"found {len(inputs)} and {len(outputs)}")
         self._input, self._output = inputs[0], outputs[0]
         s = self.spec
         # The spec's layout: NHWC for the zoos' files; a bring-your-own file may take NCHW

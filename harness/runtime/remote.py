@@ -88,6 +88,7 @@ class JobRequest:
     batch_size: int
     images: np.ndarray = field(repr=False)
     input_sha256: str = ""
+    output: str | None = None  # a file with several outputs: the classifier's, by name
 
     def __post_init__(self):
         if not self.input_sha256:
@@ -101,7 +102,8 @@ class JobRequest:
         return {"model_sha256": self.model_sha256, "format": self.format, "quantization": self.quantization,
                 "threads": self.threads, "resolver": self.resolver, "engine": self.engine,
                 "preprocess": self.preprocess, "num_classes": self.num_classes, "batch_size": self.batch_size,
-                "input_sha256": self.input_sha256, "n_images": int(len(self.images))}
+                "input_sha256": self.input_sha256, "n_images": int(len(self.images)),
+                **({"output": self.output} if self.output is not None else {})}
 
 
 @dataclass
@@ -239,7 +241,8 @@ class RunnerBackend:
         return {"id": f"j{n}", "model": str(request.model_file), "format": request.format,
                 "quantization": request.quantization, "threads": request.threads, "resolver": request.resolver,
                 "engine": request.engine, "input": {"npy": str(npy)}, "preprocess": request.preprocess,
-                "num_classes": request.num_classes, "batch_size": request.batch_size}
+                "num_classes": request.num_classes, "batch_size": request.batch_size,
+                **({"output": request.output} if request.output is not None else {})}
 
     def _publish(self, request: JobRequest, job: dict, document: dict, logits_file: Path) -> JobResult:
         if file_sha256(logits_file) != job["logits_sha256"]:
@@ -297,7 +300,7 @@ class RunnerRuntime(Runtime):
                       "layout": n.layout}
         return JobRequest(Path(self.model_path), self.model_sha256, self.format, self.quantization, self.threads,
                           self.resolver, self.engine, preprocess, self.spec.num_classes,
-                          batch_size or self.default_batch_size, images)
+                          batch_size or self.default_batch_size, images, output=self.spec.output)
 
     def predict_logits(self, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         (result,) = self.backend.run([self.request(images, batch_size)])
@@ -339,7 +342,8 @@ class SessionRuntime(Runtime):
         job = runtime.request(np.zeros((0, runtime.spec.input_size, runtime.spec.input_size, 3), np.uint8))
         config = {"model": str(job.model_file), "format": job.format, "quantization": job.quantization,
                   "threads": job.threads, "resolver": job.resolver, "engine": job.engine,
-                  "preprocess": job.preprocess, "num_classes": job.num_classes}
+                  "preprocess": job.preprocess, "num_classes": job.num_classes,
+                  **({"output": job.output} if job.output is not None else {})}
         log = log or self.backend.log
         transport = self.backend.transport
         self.what = f"{self.platform} runner session for {self.model_path}"

@@ -35,6 +35,12 @@ class ModelSpec:
     input_size: int
     num_classes: int
     normalization: Normalization
+    # A bring-your-own file with several outputs: the name of the classifier's (the runtimes read
+    # that one); None: the model's only output.
+    output: str | None = None
+    # What the outputs are: "logits", or "probabilities" (a softmax inside the model): the
+    # agreement and output-difference metrics and the score-based attack compare these.
+    output_kind: str = "logits"
 
     @property
     def id(self) -> str:

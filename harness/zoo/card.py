@@ -10,7 +10,13 @@ The card sits next to the model as ``<model>.card.toml`` (``mobilenet.card.toml`
 ``mobilenet.tflite``, or ``mobilenet.tflite.card.toml``, which wins when both exist, so a
 ``.tflite`` and a ``.ptl`` of the same stem can each have their own) or is named with
 ``--card``. Every field is optional; unknown fields are an error (a typo must not be
-ignored). A complete example::
+ignored).
+
+A ``.tflite`` that carries TFLite Model Metadata (Model Maker, the metadata writers) needs no
+card: its normalisation options and embedded label file are read from the metadata, and a card
+field that contradicts them is an error naming both.
+
+A complete example::
 
     name = "mobilenet_v2_int8"    # the model's name in case ids (letters, digits, _); default: the file's stem
 
@@ -40,6 +46,11 @@ ignored). A complete example::
     labels = "labels.txt"         # relative to the card (see harness.data.labels for the format); default:
                                   # ImageNet's 1000 classes when classes - label_offset == 1000
     quantization = "int8"         # float | int8: what a .ptl holds (a .tflite says); default: read off the file
+    name = "probabilities"        # the classifier's output, by tensor or signature output name, for a file
+                                  # with several outputs (--output NAME wins); checked against the file
+    kind = "probabilities"        # logits | probabilities (a softmax inside the model); a .tflite's is read
+                                  # off the file (a SOFTMAX op, or a uint8/int8 output of scale 1/256) and
+                                  # checked; a .ptl's or .pte's is read off probe calls unless given
 """
 
 from __future__ import annotations
@@ -57,12 +68,13 @@ LAYOUTS = ("NHWC", "NCHW")
 DTYPES = ("float32", "uint8", "int8")
 CHANNEL_ORDERS = ("RGB", "BGR")
 QUANTIZATIONS = ("float", "int8")
+OUTPUT_KINDS = ("logits", "probabilities")
 NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
 _TOP = {"name", "input", "output"}
 _INPUT = {"size", "layout", "dtype", "channel_order", "resize", "scale", "mean", "std", "normalization",
           "quantization"}
-_OUTPUT = {"classes", "label_offset", "labels", "quantization"}
+_OUTPUT = {"classes", "label_offset", "labels", "quantization", "name", "kind"}
 
 
 class CardError(ZooError):
@@ -87,6 +99,8 @@ class Card:
     label_offset: int | None = None
     labels: Path | None = None
     quantization: str | None = None
+    output_name: str | None = None
+    output_kind: str | None = None
     given: frozenset = field(default_factory=frozenset)  # the dotted keys the card set
 
     @property
@@ -170,8 +184,14 @@ def parse_card(data: dict, path: Path | None = None) -> Card:
         if not labels.is_absolute() and path is not None:
             labels = Path(path).parent / labels
     quantization = _choice(section_out, "quantization", QUANTIZATIONS, where, "output.")
+    output_name = section_out.get("name")
+    if output_name is not None and not (isinstance(output_name, str) and output_name.strip()
+                                        and "\0" not in output_name):
+        raise CardError(f"{where}: output.name = {output_name!r}: expected the name of one of the model's outputs")
+    output_kind = _choice(section_out, "kind", OUTPUT_KINDS, where, "output.")
     return Card(Path(path) if path is not None else None, name, size, layout, dtype, order, resize, raw, scale,
-                mean, std, input_quantization, classes, offset, labels, quantization, given)
+                mean, std, input_quantization, classes, offset, labels, quantization, output_name, output_kind,
+                given)
 
 
 def _section(data: dict, key: str, where: str) -> dict:

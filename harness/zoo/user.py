@@ -48,8 +48,8 @@ from harness.zoo.base import ModelSpec, ZooError, ZooModel, file_digest
 from harness.zoo.card import Card, CardError, card_path_for, read_card
 
 ZOO = "user"
-FORMATS = ("tflite", "ptl")
-FRAMEWORK_OF_FORMAT = {"tflite": "tensorflow", "ptl": "pytorch"}
+FORMATS = ("tflite", "ptl", "pte")
+FRAMEWORK_OF_FORMAT = {"tflite": "tensorflow", "ptl": "pytorch", "pte": "pytorch"}
 SOURCE_SUFFIXES = {".keras": "keras", ".h5": "keras", ".hdf5": "keras", ".pt2": "exported",
                    ".pt": "torchscript", ".pth": "torchscript", ".ts": "torchscript", ".jit": "torchscript",
                    ".zip": "torchscript"}
@@ -64,7 +64,7 @@ class UserModel:
     """A user's mobile model file, validated, with everything the runtimes and the study need."""
 
     path: Path
-    format: str  # "tflite" | "ptl"
+    format: str  # "tflite" | "ptl" | "pte"
     spec: ModelSpec  # zoo "user"; num_classes = the model's outputs; normalization as described above
     quantization: str  # "float" | "int8": what the file holds (the matrix's quantization axis)
     geometry: Geometry  # photo -> (size, size, 3) uint8
@@ -78,7 +78,7 @@ class UserModel:
     @property
     def runtime(self) -> str:
         """The mobile runtime's name, as the study's runtime axis spells it."""
-        return {"tflite": "litert", "ptl": "torch_lite"}[self.format]
+        return {"tflite": "litert", "ptl": "torch_lite", "pte": "executorch"}[self.format]
 
     def open(self, platform: str = "mobile", threads: int = 1, **options):
         """The file on ``platform`` (``mobile`` here; the runner platforms take the same spec and path)."""
@@ -93,6 +93,9 @@ class UserModel:
                 "runtime": self.runtime, "quantization": self.quantization,
                 "card": None if self.card is None or self.card.path is None else str(self.card.path),
                 "input": self.facts["input"], "output": self.facts["output"],
+                "outputs_kind": self.spec.output_kind, "output_kind": self.facts.get("output_kind"),
+                **{k: self.facts[k] for k in ("recipe", "batch", "metadata", "delegation", "outputs")
+                   if k in self.facts},
                 "geometry": {"resize": self.geometry.resize, "crop": self.geometry.crop},
                 "normalization": {"name": n.name, "scale": n.scale, "mean": list(n.mean), "std": list(n.std),
                                   "channel_order": n.channel_order, "layout": n.layout},
@@ -103,29 +106,32 @@ class UserModel:
 
 
 # --- reading the file ------------------------------------------------------------------------
-def _tflite_facts(path: Path) -> dict:
+def _tflite_facts(path: Path, output_name: str | None = None) -> dict:
     from ai_edge_litert.interpreter import Interpreter
 
     from harness.runtime.base import ModelFileError
     from harness.runtime.verify import verify_model_file
+    from harness.zoo import tflite_file
 
     verify_model_file(path, "tflite")  # a file that crashes the interpreter kills a child, not us
     try:
         interpreter = Interpreter(model_path=str(path), num_threads=1)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
-        raise ModelFileError(f"{path}: LiteRT cannot load this model ({exc})") from exc
+        raise ModelFileError(f"{path}: LiteRT cannot load this model ({_first_line(exc)})") from exc
     inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
     if len(inputs) != 1:
         raise UserModelError(f"{path}: the model has {len(inputs)} inputs "
                              f"({', '.join(repr(d['name']) for d in inputs)}); expected one image input")
-    if len(outputs) != 1:
-        raise UserModelError(f"{path}: the model has {len(outputs)} outputs "
-                             f"({', '.join(repr(d['name']) for d in outputs)}); expected one (N, classes) output")
-    quantized = any(np.dtype(d["dtype"]) in (np.int8, np.uint8) and d["quantization"][0] > 0
-                    for d in interpreter.get_tensor_details())
-    return {"input": _tensor_fact(inputs[0]), "output": _tensor_fact(outputs[0]),
-            "quantization": "int8" if quantized else "float"}
+    structure = tflite_file.read_structure(path)
+    try:
+        chosen = structure.output(output_name)  # by tensor or signature output name; errors list the outputs
+    except tflite_file.TFLiteFileError as exc:
+        hint = "" if output_name is not None else " (the classifier's: --output NAME or the card's output.name)"
+        raise UserModelError(f"{exc}{hint}") from None
+    output = next(d for d in outputs if d["name"] == chosen.name)
+    return {"input": _tensor_fact(inputs[0]), "output": _tensor_fact(output),
+            "outputs": [_tensor_fact(d) for d in outputs]}
 
 
 def _tensor_fact(detail: dict) -> dict:
@@ -172,6 +178,80 @@ def _ptl_facts(path: Path, size: int, layout: str) -> dict:
             "quantization": "int8" if quantized else "float", "operators": len(operators)}
 
 
+# ExecuTorch ScalarType codes of the dtypes a classifier's input or output may have.
+_ET_DTYPES = {0: "uint8", 1: "int8", 6: "float32", 5: "float16", 15: "bfloat16", 4: "int64", 3: "int32"}
+
+
+def _pte_facts(path: Path) -> dict:
+    """An ExecuTorch program's ``forward``: its input and output as the program's method metadata says."""
+    from harness.frameworks import import_torch
+    from harness.runtime.base import ModelFileError
+    from harness.runtime.verify import verify_model_file
+
+    verify_model_file(path, "pte")  # load only: a hostile file aborts a child, not us
+    import_torch()
+    from executorch.runtime import Runtime
+
+    try:
+        program = Runtime.get().load_program(path)
+        names = sorted(program.method_names)
+        if "forward" not in names:
+            raise UserModelError(f"{path}: the program has no 'forward' method (it has {names}); expected a "
+                                 "classifier exported with torch.export and lowered with to_executorch()")
+        meta = program.load_method("forward").metadata
+    except UserModelError:
+        raise
+    except Exception as exc:  # RuntimeError("Failed to load program, error: 0x..")
+        raise ModelFileError(f"{path}: ExecuTorch cannot load this program ({_first_line(exc)})") from exc
+    if meta.num_inputs() != 1:
+        raise UserModelError(f"{path}: forward takes {meta.num_inputs()} inputs; expected one image input")
+    if meta.num_outputs() != 1:
+        raise UserModelError(f"{path}: forward returns {meta.num_outputs()} outputs; expected one (N, classes) "
+                             "tensor")
+    inp, out = meta.input_tensor_meta(0), meta.output_tensor_meta(0)
+    facts = {}
+    for role, tensor in (("input", inp), ("output", out)):
+        code = int(tensor.dtype())
+        facts[role] = {"name": role, "shape": [int(d) for d in tensor.sizes()],
+                       "dtype": _ET_DTYPES.get(code, f"ExecuTorch dtype {code}"), "quantization": None}
+    if facts["input"]["dtype"] != "float32" or facts["output"]["dtype"] != "float32":
+        raise UserModelError(f"{path}: forward takes {facts['input']['dtype']} and returns "
+                             f"{facts['output']['dtype']}; expected float32 in and out (ExecuTorch's quantized "
+                             "programs keep float32 at their edges)")
+    verify_model_file(path, "pte", input_shape=facts["input"]["shape"])  # one call on zeros, in a child
+    operators = _pte_delegation(path)
+    return {**facts, "outputs": [facts["output"]],
+            "quantization": "int8" if operators.get("quantized") else "float", "delegation": operators}
+
+
+def _pte_delegation(path: Path) -> dict:
+    """Which backends the program delegates to, and whether its delegated blobs or kernels are quantized,
+    as ExecuTorch's own program reader (``executorch.exir._serialize``) sees the file."""
+    try:
+        from executorch.exir._serialize._program import deserialize_pte_binary
+
+        program = deserialize_pte_binary(path.read_bytes())
+        program = getattr(program, "program", program)
+    except Exception as exc:  # noqa: BLE001  (the runtime loaded it; the facts are a nicety)
+        return {"error": _first_line(exc)}
+    backends = sorted({d.id for plan in program.execution_plan for d in plan.delegates})
+    kernels = sorted({op.name for plan in program.execution_plan for op in plan.operators})
+    quantized = any("quantize" in k for k in kernels) or any("quantized" in k for k in kernels)
+    return {"backends": backends, "portable_operators": kernels, "quantized": quantized}
+
+
+def _probe_output_kind(module_call, shape, layout: str) -> tuple[str, str]:
+    """Logits or probabilities, from what a model returns on a few probe images: rows of scores in
+    [0, 1] that sum to 1 on every probe are probabilities (a softmax inside the model)."""
+    rng = np.random.default_rng(0)
+    rows = [np.asarray(module_call(rng.uniform(-1, 1, size=shape).astype(np.float32)), np.float64)
+            for _ in range(3)]
+    scores = np.concatenate(rows)
+    if np.all(scores >= -1e-6) and np.all(scores <= 1 + 1e-6) and np.allclose(scores.sum(axis=1), 1.0, atol=1e-3):
+        return "probabilities", "on 3 probe inputs every output row is in [0, 1] and sums to 1"
+    return "logits", "on 3 probe inputs the output rows are not probability vectors"
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:300] if text else type(exc).__name__
@@ -179,11 +259,15 @@ def _first_line(exc: BaseException) -> str:
 
 # --- the model -------------------------------------------------------------------------------
 def load_user_model(path: Path | str, card: Path | str | Card | None = None,
-                    source_model: Path | str | ZooModel | None = None, labels: Path | str | None = None) -> UserModel:
-    """Validate a user's ``.tflite``/``.ptl`` (and its card, labels file, source model) into a :class:`UserModel`.
+                    source_model: Path | str | ZooModel | None = None, labels: Path | str | None = None,
+                    output: str | None = None) -> UserModel:
+    """Validate a user's ``.tflite``/``.ptl``/``.pte`` (and its card, labels file, source model) into a
+    :class:`UserModel`.
 
     ``card``: a card file or parsed :class:`Card` (default: the one next to the model, if any).
     ``labels``: a labels file (``--labels``), which wins over the card's ``output.labels``.
+    ``output``: the classifier's output by name (``--output``), for a file with several; wins over
+    the card's ``output.name``.
     ``source_model``: a source model file, or one already loaded for another file
     (:func:`respec_source` re-labels it with this file's spec after checking its shape).
     Errors: :class:`UserModelError` / :class:`CardError` (zoo), ``ModelFileError`` (the
@@ -194,7 +278,7 @@ def load_user_model(path: Path | str, card: Path | str | Card | None = None,
     if not path.is_file():
         raise UserModelError(f"{path}: model file not found")
     if fmt not in FORMATS:
-        raise UserModelError(f"{path}: not a mobile model file: expected a .tflite or .ptl file")
+        raise UserModelError(f"{path}: not a mobile model file: expected a .tflite, .ptl or .pte file")
     notes: list[str] = []
     if isinstance(card, Card):
         parsed = card
@@ -205,16 +289,38 @@ def load_user_model(path: Path | str, card: Path | str | Card | None = None,
         parsed = read_card(card_path) if card_path is not None else None
     c = parsed or Card()
     where = f"{path}" + (f" and its card {c.path}" if c.path is not None else "")
+    output_name = output if output is not None else c.output_name
 
+    metadata = None
     if fmt == "tflite":
-        facts = _tflite_facts(path)
+        from harness.zoo import tflite_file
+
+        facts = _tflite_facts(path, output_name)
+        metadata = tflite_file.read_metadata(path)
+        recipe = tflite_file.detect_recipe(path)
+        facts["recipe"] = _recipe_fact(recipe)
+        facts["quantization"] = "float" if recipe.name in ("float32", "float16") else "int8"
+        batch = tflite_file.input_batch(path)
+        facts["batch"] = {"mode": "dynamic"} if batch == -1 else {"mode": "fixed", "size": batch}
+        found = tflite_file.output_kind(path, facts["output"]["name"], metadata)
+        kind, evidence = found.kind, "; ".join(found.evidence) or "no softmax, no 1/256 output quantization"
+    elif fmt == "pte":
+        if output_name is not None:
+            raise UserModelError(f"{where}: output name {output_name!r} given, but an ExecuTorch program's forward "
+                                 "returns one unnamed output (drop --output / output.name)")
+        facts = _pte_facts(path)
+        kind, evidence = None, None
     else:
         if c.size is None:
             raise CardError(f"{path}: a .ptl file does not record its input size; give input.size in its model card "
                             f"({path.with_name(path.stem + '.card.toml')} or --card)")
+        if output_name is not None:
+            raise UserModelError(f"{where}: output name {output_name!r} given, but a .ptl's outputs have no names; "
+                                 "the runtimes read its first output (drop --output / output.name)")
         facts = _ptl_facts(path, c.size, c.layout or "NCHW")
         if c.layout is None:
             notes.append("input layout NCHW (the .ptl default; the card does not say)")
+        kind, evidence = None, None
     size, layout = _input_geometry(path, facts["input"]["shape"])
     dtype = facts["input"]["dtype"]
     if dtype not in ("float32", "uint8", "int8"):
@@ -222,6 +328,12 @@ def load_user_model(path: Path | str, card: Path | str | Card | None = None,
     num_outputs = _num_outputs(path, facts["output"]["shape"])
     if facts["output"]["dtype"] not in ("float32", "uint8", "int8"):
         raise UserModelError(f"{path}: output dtype {facts['output']['dtype']}; expected float32, uint8 or int8")
+    if kind is None:  # .ptl / .pte: what probe calls return
+        kind, evidence = _probe_kind(path, fmt, facts, size, layout, c)
+    if c.output_kind is not None and c.output_kind != kind:
+        raise CardError(f"{where}: the card's output.kind = {c.output_kind!r} contradicts the model file: its "
+                        f"outputs are {kind} ({evidence})")
+    facts["output_kind"] = {"kind": kind, "evidence": evidence}
 
     # The card must agree with what the file says.
     _agree(where, "input.size", c.size, size, "the model's input is")
@@ -229,7 +341,7 @@ def load_user_model(path: Path | str, card: Path | str | Card | None = None,
     _agree(where, "input.dtype", c.dtype, dtype, "the model's input tensor is")
     _agree(where, "output.classes", c.classes, num_outputs, "the model's output has")
     quantization = facts["quantization"]
-    if fmt == "ptl" and c.quantization is not None and c.quantization != quantization:
+    if fmt in ("ptl", "pte") and c.quantization is not None and c.quantization != quantization:
         raise CardError(f"{where}: output.quantization = {c.quantization!r}, but the file holds "
                         f"{'quantized' if quantization == 'int8' else 'no quantized'} operators ({quantization})")
     if fmt == "tflite":
@@ -245,6 +357,9 @@ def load_user_model(path: Path | str, card: Path | str | Card | None = None,
                             f"{c.input_quantization[1]} }}, but the model's input tensor has scale {q['scale']} and "
                             f"zero point {q['zero_point']}")
 
+    if metadata is not None:
+        facts["metadata"] = _metadata_fact(metadata)
+        c = _with_metadata(path, c, metadata, dtype, notes)
     normalization = _normalization(path, c, dtype, q, layout, notes)
     if c.resize is not None and c.resize < size:
         raise CardError(f"{where}: input.resize = {c.resize} is smaller than the input size {size} "
@@ -252,10 +367,21 @@ def load_user_model(path: Path | str, card: Path | str | Card | None = None,
     geometry = Geometry(c.resize or size, size)
 
     labels_path = Path(labels) if labels is not None else c.labels
+    position = next((k for k, d in enumerate(facts.get("outputs", ())) if d["name"] == facts["output"]["name"]), 0)
+    embedded = _metadata_labels(path, metadata, num_outputs, c.label_offset, position)
     if labels_path is not None:
         if not labels_path.is_file():
             raise DataError(f"{labels_path}: labels file not found (given for {path})")
         space = label_spaces.read_labels(labels_path, num_outputs, c.label_offset)
+        if embedded is not None and (space.names, space.offset) != (embedded.names, embedded.offset):
+            first = next((k for k, (a, b) in enumerate(zip(space.names, embedded.names)) if a != b), None)
+            detail = (f"class {first} is {space.names[first]!r} there and {embedded.names[first]!r} in the "
+                      f"metadata" if first is not None else
+                      f"{space.num_classes} classes with offset {space.offset} there, {embedded.num_classes} with "
+                      f"offset {embedded.offset} in the metadata")
+            raise CardError(f"{labels_path} contradicts the label file {embedded.source}: {detail}")
+    elif embedded is not None:
+        space = embedded
     else:
         space = label_spaces.default_for(num_outputs, c.label_offset)
         if c.label_offset is None and space.offset:
@@ -272,13 +398,108 @@ def load_user_model(path: Path | str, card: Path | str | Card | None = None,
         framework = source_model.spec.framework
     elif source_model is not None:
         framework = "tensorflow" if SOURCE_SUFFIXES.get(Path(source_model).suffix.lower()) == "keras" else "pytorch"
-    spec = ModelSpec(ZOO, framework, name, size, num_outputs, normalization)
+    spec = ModelSpec(ZOO, framework, name, size, num_outputs, normalization,
+                     output=facts["output"]["name"] if len(facts.get("outputs", ())) > 1 else None, output_kind=kind)
     if isinstance(source_model, ZooModel):
         source = respec_source(source_model, spec, reference=path)
     elif source_model is not None:
         source = load_source_model(source_model, spec, reference=path)
     facts = {**facts, "layout": layout}
     return UserModel(path, fmt, spec, quantization, geometry, space, parsed, facts, file_digest(path), source, notes)
+
+
+def _recipe_fact(recipe) -> dict:
+    """The quantization recipe read off a .tflite, for records: its name, per-channel weights, and the
+    input and output edges (float, float behind QUANTIZE/DEQUANTIZE, or quantized tensors)."""
+    return {"name": recipe.name, "per_channel": recipe.per_channel,
+            "inputs": [{"name": e.name, "dtype": e.dtype, "kind": e.kind, "op": e.op} for e in recipe.inputs],
+            "outputs": [{"name": e.name, "dtype": e.dtype, "kind": e.kind, "op": e.op} for e in recipe.outputs],
+            "activation_dtypes": list(recipe.evidence.get("activation_dtypes", ())),
+            "weight_dtypes": list(recipe.evidence.get("weight_dtypes", ()))}
+
+
+def _metadata_fact(metadata) -> dict:
+    return {"name": metadata.name, "version": metadata.version, "license": metadata.license,
+            "inputs": [{"name": m.name, "color_space": m.color_space, "mean": list(m.mean or ()),
+                        "std": list(m.std or ()), "min": list(m.min or ()), "max": list(m.max or ())}
+                       for m in metadata.inputs],
+            "outputs": [{"name": m.name, "labels_file": m.labels_file,
+                         "labels": None if m.labels is None else len(m.labels)} for m in metadata.outputs],
+            "packed_files": list(metadata.packed_files)}
+
+
+def _probe_kind(path: Path, fmt: str, facts: dict, size: int, layout: str, c: Card) -> tuple[str, str]:
+    """Logits or probabilities for a .ptl or .pte, from probe calls (the card's ``output.kind`` when given)."""
+    from harness.frameworks import import_torch
+
+    if c.output_kind is not None:
+        return c.output_kind, "the model card's output.kind"
+    torch = import_torch()
+    shape = tuple(facts["input"]["shape"]) if fmt == "pte" else \
+        ((1, 3, size, size) if layout == "NCHW" else (1, size, size, 3))
+    if fmt == "pte":
+        from executorch.runtime import Runtime
+
+        method = Runtime.get().load_program(path).load_method("forward")
+        call = lambda x: method.execute([torch.from_numpy(x)])[0].numpy()  # noqa: E731
+    else:
+        from harness.convert.torch_mobile import ENGINE, quantized_engine, quiet_deprecations
+        from harness.runtime.torch_runtime import logits_tensor
+        from torch.jit.mobile import _load_for_lite_interpreter
+
+        with quiet_deprecations(), quantized_engine(ENGINE):
+            module = _load_for_lite_interpreter(str(path))
+
+        def call(x):
+            with quiet_deprecations(), quantized_engine(ENGINE), torch.inference_mode():
+                return logits_tensor(module(torch.from_numpy(x))).numpy()
+    try:
+        return _probe_output_kind(call, shape, layout)
+    except Exception as exc:  # noqa: BLE001  (a runtime error on a probe: say so by name)
+        raise UserModelError(f"{path}: a probe call on {shape} fails ({_first_line(exc)})") from exc
+
+
+def _with_metadata(path: Path, c: Card, metadata, dtype: str, notes: list) -> Card:
+    """The card completed by the file's TFLite Model Metadata: its normalisation options (for a float
+    input); a card field that contradicts the metadata is an error naming both."""
+    meta_in = metadata.inputs[0] if metadata.inputs else None
+    if meta_in is None or meta_in.mean is None or meta_in.std is None:
+        return c
+    mean = tuple(float(v) for v in (meta_in.mean * 3 if len(meta_in.mean) == 1 else meta_in.mean))
+    std = tuple(float(v) for v in (meta_in.std * 3 if len(meta_in.std) == 1 else meta_in.std))
+    if len(mean) != 3 or len(std) != 3:
+        raise UserModelError(f"{path}: the metadata's normalization options have {len(meta_in.mean)} means and "
+                             f"{len(meta_in.std)} stds; expected one or three (an RGB image input)")
+    if dtype != "float32":
+        notes.append(f"metadata normalization mean {list(mean)}, std {list(std)} not applied: the {dtype} input is "
+                     "fed the pixels, as LiteRT's Task Library does")
+        return c
+    if c.has_float_normalization:
+        card_scale = c.scale if c.scale is not None else 1.0
+        card_mean = c.mean or (0.0,) * 3
+        card_std = c.std or (1.0,) * 3
+        # The card's (pixel * scale - mean) / std equals the metadata's (pixel - m) / s when
+        # mean / scale == m and std / scale == s.
+        same = np.allclose(np.divide(card_mean, card_scale), mean, rtol=1e-6, atol=1e-6) and \
+            np.allclose(np.divide(card_std, card_scale), std, rtol=1e-6, atol=1e-6)
+        if not same:
+            raise CardError(f"{c.path}: the card's input scale {card_scale}, mean {list(card_mean)}, std "
+                            f"{list(card_std)} contradict {path}'s metadata: normalization mean {list(mean)}, std "
+                            f"{list(std)} (input = (pixel - mean) / std)")
+        return c
+    notes.append(f"normalization from the file's metadata: (pixel - {list(mean)}) / {list(std)}")
+    return dataclasses.replace(c, scale=1.0, mean=mean, std=std)
+
+
+def _metadata_labels(path: Path, metadata, num_outputs: int, offset: int | None, position: int = 0):
+    """The label file embedded in the metadata (TENSOR_AXIS_LABELS of the classifier's output), or None."""
+    if metadata is None:
+        return None
+    for meta_out in metadata.outputs:
+        if meta_out.index == position and meta_out.labels:
+            return label_spaces.parse_labels("\n".join(meta_out.labels), f"{path}!{meta_out.labels_file}",
+                                             num_outputs, offset)
+    return None
 
 
 def _input_geometry(path: Path, shape) -> tuple[int, str]:

@@ -38,7 +38,7 @@ def test_cheap_problems_are_all_listed(tmp_path):
     problems = _inputs("--model", str(model), "--model", str(tmp_path / "m.onnx"), "--model", str(tmp_path / "n.ptl"),
                        "--card", "a", "--card", "b", "--images", str(tmp_path / "nowhere"),
                        "--labels", str(tmp_path / "l.txt")).problems()
-    assert any("m.onnx: expected a .tflite or .ptl file" in p for p in problems)
+    assert any("m.onnx: expected a .tflite, .ptl or .pte file" in p for p in problems)
     assert any("n.ptl: file not found" in p for p in problems)
     assert any("--card is given 2 times for 3 --model files" in p for p in problems)
     assert any("nowhere: folder not found" in p for p in problems)
