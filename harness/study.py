@@ -477,6 +477,7 @@ class Study:
         }
         record["environment"] = {"quantized_engine": runtime.engine, "litert_resolver": runtime.resolver,
                                  "threads": runtime.threads, **_host_environment()}
+        record["batch"] = runtime.batch_mode()  # fixed (chunks of the file's batch, padded) or dynamic
         return record
 
     def evaluate(self, config: Configuration) -> dict:
@@ -556,6 +557,7 @@ class Study:
         }
         record["environment"] = {"quantized_engine": runtime.engine, "litert_resolver": runtime.resolver,
                                  "threads": runtime.threads, **_host_environment()}
+        record["batch"] = runtime.batch_mode()  # fixed (chunks of the file's batch, padded) or dynamic
         if converted is not None and "delegation" in converted.artifact.metadata:
             record["delegation"] = converted.artifact.metadata["delegation"]  # which ops a delegate (XNNPACK) took
         return record
