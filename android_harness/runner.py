@@ -22,7 +22,10 @@ each imported on first use.
 
 ``OUTDIR`` receives ``<id>.npy`` (float32 logits, one row per image) per job that
 succeeded and ``results.json``: per job its status (``ok`` or ``error`` with the
-message), load time, per-batch and per-image times, the logits' SHA-256; and the
+message), load time, per-batch and per-image times, the logits' SHA-256, how the model
+took its batches (``batch``: ``{"mode": "fixed", "size": 1, "invokes": .., "padded_rows": ..}``
+for a file with a fixed batch, run in chunks of it with a short last chunk padded and the
+padded rows dropped; ``{"mode": "dynamic", "max": ..}`` for one that takes any batch); and the
 runner's version, the runtime versions and the platform's facts. Every file is
 written whole or not at all (temporary name, then rename). A job that fails is
 recorded and the batch goes on. The last line on stdout is the status line::
@@ -145,6 +148,58 @@ def check_scale(path: str, role: str, detail: dict) -> None:
                        f"quantization scale {scale!r}; expected a positive finite number")
 
 
+class Batches:
+    """How a model takes its batches (the host's ``harness.runtime.base.BatchPlan``, kept here so
+    the runner needs nothing of the harness). ``fixed``: exactly ``size`` rows per call, a short
+    last chunk padded by repeating its last row and the padded rows' outputs dropped; ``dynamic``:
+    any batch, in calls of at most ``max`` rows where the file plans memory for that many."""
+
+    def __init__(self, mode, size=None, max=None):
+        self.mode, self.size, self.max = mode, size, max
+        self.invokes = 0
+        self.padded_rows = 0
+
+    def run(self, call, x: np.ndarray, path: str) -> np.ndarray:
+        step = (self.size if self.mode == "fixed" else self.max) or max(1, len(x))
+        outputs = []
+        for first in range(0, len(x), step):
+            chunk = x[first:first + step]
+            n = len(chunk)
+            pad = self.size - n if self.mode == "fixed" else 0
+            if pad:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
+            out = np.asarray(call(chunk))
+            self.invokes += 1
+            if out.ndim < 1 or len(out) != len(chunk):
+                raise JobError(f"{path}: the model returned {len(out) if out.ndim else 0} output rows for a batch "
+                               f"of {len(chunk)}; expected one row per image")
+            self.padded_rows += pad
+            outputs.append(out[:n])
+        return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
+
+    def describe(self) -> dict:
+        shape = {"size": self.size} if self.mode == "fixed" else {"max": self.max}
+        return {"mode": self.mode, **shape, "invokes": self.invokes, "padded_rows": self.padded_rows}
+
+
+def litert_batches(path: str, detail: dict, output: dict) -> Batches:
+    """The input's batch from its ``shape_signature``: -1 is dynamic, a positive number fixed
+    (what TensorFlow's converter writes for a model whose input has a fixed batch)."""
+    signature = [int(d) for d in detail.get("shape_signature", detail["shape"])]
+    batch = signature[0] if signature else 0
+    if batch == -1:
+        return Batches("dynamic")
+    if batch < 1:
+        raise JobError(f"{path}: input tensor {detail['name']!r} has batch {batch} (shape signature {signature}); "
+                       "expected -1 (any batch) or a fixed positive batch")
+    rows = int(output["shape"][0]) if len(output["shape"]) else 0
+    if rows != batch:
+        raise JobError(f"{path}: output tensor {output['name']!r} has {rows} rows (shape "
+                       f"{[int(d) for d in output['shape']]}) for the input's fixed batch of {batch}; "
+                       "expected one row per image")
+    return Batches("fixed", size=batch)
+
+
 class LiteRTModel:
     RESOLVERS = {"default": "AUTO", "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES", "reference": "BUILTIN_REF"}
 
@@ -165,10 +220,15 @@ class LiteRTModel:
         for role, detail, dtype in (("input", self.input, self.input_dtype), ("output", self.output, self.output_dtype)):
             if dtype != np.float32:
                 check_scale(path, role, detail)
-        self.batch = 1
+        self.path = path
+        self.batches = litert_batches(path, self.input, self.output)
+        self.batch = int(self.input["shape"][0])  # the batch the interpreter is allocated for
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        if len(x) != self.batch:
+        return self.batches.run(self.invoke, x, self.path)
+
+    def invoke(self, x: np.ndarray) -> np.ndarray:
+        if len(x) != self.batch:  # only for a dynamic batch: a fixed one always gets its size
             self.interpreter.resize_tensor_input(self.input["index"], [len(x), *x.shape[1:]], strict=True)
             self.interpreter.allocate_tensors()
             self.batch = len(x)
@@ -186,6 +246,10 @@ class LiteRTModel:
 
 
 class TorchLiteModel:
+    """A ``.ptl`` in the lite interpreter. A file traced with a baked-in batch (``x.reshape(1, -1)``)
+    takes one image and fails on two, or gives the wrong rows: the first call probes two copies of
+    its first image and, if that fails, the file runs image by image (``fixed``, size 1)."""
+
     def __init__(self, path: str, job: dict):
         import torch
         from torch.jit.mobile import _load_for_lite_interpreter
@@ -201,8 +265,21 @@ class TorchLiteModel:
                 raise JobError(f"quantized engine {engine!r} not in {torch.backends.quantized.supported_engines}")
             torch.backends.quantized.engine = engine
         self.module = _load_for_lite_interpreter(path)
+        self.path = path
+        self.batches = None  # known after the first call's probe
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.batches is None and len(x):
+            try:
+                rows = len(self.forward(np.concatenate([x[:1], x[:1]])))
+            except Exception:  # noqa: BLE001  (a baked-in batch fails in the module's own ops)
+                rows = None
+            self.batches = Batches("dynamic") if rows == 2 else Batches("fixed", size=1)
+        if self.batches is None:
+            return self.forward(x)
+        return self.batches.run(self.forward, x, self.path)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
         with self.torch.inference_mode():
             out = self.module(self.torch.from_numpy(x))
         if hasattr(out, "logits"):
@@ -237,29 +314,29 @@ class ExecuTorchModel:
         if meta.num_inputs() != 1 or meta.num_outputs() != 1:
             raise JobError(f"{path}: expected forward with one input and one output, found "
                            f"{meta.num_inputs()} and {meta.num_outputs()}")
-        self.batch = int(meta.input_tensor_meta(0).sizes()[0])
+        sizes = [int(d) for d in meta.input_tensor_meta(0).sizes()]
+        self.path = path
+        self.batch = sizes[0] if sizes else 0
         self.classes = int(meta.output_tensor_meta(0).sizes()[-1])
-        self.fixed_batch = False  # until the program refuses a shorter chunk
+        if self.batch < 1:
+            raise JobError(f"{path}: forward's input {sizes} has batch {self.batch}; expected a positive batch")
+        self.batches = Batches("fixed", size=1) if self.batch == 1 else self._probe(sizes)
+
+    def _probe(self, sizes: list) -> Batches:
+        try:
+            self.forward(np.zeros((1, *sizes[1:]), np.float32))
+        except RuntimeError:  # "attempted to resize a static tensor": a static batch
+            return Batches("fixed", size=self.batch)
+        return Batches("dynamic", max=self.batch)
 
     def forward(self, chunk: np.ndarray) -> np.ndarray:
         (out,) = self.module.forward((self.torch.from_numpy(np.ascontiguousarray(chunk)),))
         return out.numpy()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        outputs = []
-        for first in range(0, len(x), self.batch):
-            chunk = x[first:first + self.batch]
-            n = len(chunk)
-            if n < self.batch and not self.fixed_batch:
-                try:
-                    outputs.append(self.forward(chunk))
-                    continue
-                except RuntimeError:  # "attempted to resize a static tensor": pad to the batch
-                    self.fixed_batch = True
-            if n < self.batch:
-                chunk = np.concatenate([chunk, np.zeros((self.batch - n, *chunk.shape[1:]), chunk.dtype)])
-            outputs.append(self.forward(chunk)[:n])
-        return np.concatenate(outputs) if outputs else np.zeros((0, self.classes), np.float32)
+        if not len(x):
+            return np.zeros((0, self.classes), np.float32)
+        return self.batches.run(self.forward, x, self.path)
 
 
 def executorch_binding():
@@ -350,7 +427,13 @@ def run_job(job: dict, base: str, outdir: str) -> dict:
     return {"id": job["id"], "status": "ok", "n_images": n, "load_seconds": load_seconds,
             "inference_seconds": sum(batch_seconds), "seconds_per_image": sum(batch_seconds) / max(1, n),
             "batch_size": batch_size, "batch_seconds": batch_seconds, "logits": f"{job['id']}.npy",
-            "logits_sha256": digest}
+            "logits_sha256": digest, "batch": batch_mode(model)}
+
+
+def batch_mode(model) -> dict | None:
+    """How ``model`` took its batches so far (:class:`Batches`), None before it knows."""
+    batches = getattr(model, "batches", None)
+    return None if batches is None else batches.describe()
 
 
 def _first_line(exc: BaseException) -> str:

@@ -12,7 +12,8 @@ Frames, both ways: a 4-byte tag, a little-endian uint32 payload length, the payl
 
 * host -> serve ``CONF``: a JSON job without ``input`` (model, format, quantization,
   threads, resolver, engine, preprocess, num_classes); serve answers ``REDY`` (JSON:
-  pid, load_seconds, versions, platform facts) or ``FAIL``.
+  pid, load_seconds, versions, platform facts, the model's batch mode as loaded: see
+  ``runner.py``; None for a ``.ptl`` until its first batch) or ``FAIL``.
 * host -> serve ``IMGS``: uint32 n, h, w, c, then n*h*w*c uint8 RGB pixels; serve
   answers ``LOGT``: uint32 n, k, pid, batch number, float64 inference seconds, then
   n*k float32 logits (little-endian) - or ``FAIL`` (UTF-8 JSON with the message; the
@@ -113,7 +114,8 @@ def serve(inp, out) -> int:
         return 2
     classes = int(job["num_classes"])
     write_frame(out, b"REDY", json.dumps({"pid": pid, "load_seconds": load_seconds, "versions": runner.versions(),
-                                          "platform": runner.platform_facts()}).encode())
+                                          "platform": runner.platform_facts(),
+                                          "batch": runner.batch_mode(model)}).encode())
     batch = 0
     while True:
         frame = read_frame(inp)

@@ -704,9 +704,7 @@ def _deployment_facts(runtime, converted, clean_outputs, adversarial_outputs) ->
     out = {"outputs": runtime.spec.output_kind,
            "top1_ties": {"clean": _ties(clean_outputs),
                          "adversarial": None if adversarial_outputs is None else _ties(adversarial_outputs)}}
-    batch = runtime.describe().get("batch")
-    if batch is not None:
-        out["batch"] = batch
+    out["batch"] = runtime.batch_mode()  # fixed (chunks of the file's batch, padded) or dynamic
     metadata = getattr(getattr(converted, "artifact", None), "metadata", None) or {}
     if "user_model" in metadata:
         out["user_model"] = metadata["user_model"]

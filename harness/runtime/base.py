@@ -55,6 +55,56 @@ class InputMismatchError(RuntimeFailure):
     """Images whose dtype or shape the model does not take."""
 
 
+class BatchPlan:
+    """How a runtime feeds its model batches, and what it cost.
+
+    ``dynamic``: any batch in one call (up to ``max``, where the file plans memory for one;
+    more runs in calls of ``max``). ``fixed``: the file takes exactly ``size`` images per
+    call (a third-party ``.tflite`` with input ``shape_signature`` [1, ...], a ``.pte``
+    exported at a static batch, a ``.ptl`` traced with a baked-in batch): images run in
+    chunks of ``size``, a short last chunk padded by repeating its last image and the padded
+    rows' outputs dropped. Rows are independent in every model these runtimes run, so the
+    logits are those of the images called one chunk at a time, bit for bit.
+    :meth:`describe` is what ``Runtime.describe()["batch"]`` records."""
+
+    def __init__(self, mode: str, size: int | None = None, max: int | None = None):
+        if mode not in ("fixed", "dynamic"):
+            raise ValueError(f"batch mode {mode!r}: expected 'fixed' or 'dynamic'")
+        self.mode, self.size, self.max = mode, size, max
+        self.invokes = 0
+        self.padded_rows = 0
+
+    @property
+    def chunk(self) -> int | None:
+        """Rows per call: the fixed size, the dynamic maximum, or None (any)."""
+        return self.size if self.mode == "fixed" else self.max
+
+    def run(self, call, batch: np.ndarray, where: str) -> np.ndarray:
+        """``call(rows) -> outputs`` over ``batch`` in this plan's chunks; one row of output per
+        image, padded rows dropped. An output whose row count is not its call's is a
+        :class:`ModelFileError` naming ``where``."""
+        step = self.chunk or max(1, len(batch))
+        outputs = []
+        for first in range(0, len(batch), step):
+            chunk = batch[first:first + step]
+            n = len(chunk)
+            pad = self.size - n if self.mode == "fixed" else 0
+            if pad:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
+            out = np.asarray(call(chunk))
+            self.invokes += 1
+            if out.ndim < 1 or len(out) != len(chunk):
+                raise ModelFileError(f"{where}: the model returned {len(out) if out.ndim else 0} output rows for a "
+                                     f"batch of {len(chunk)}; expected one row per image")
+            self.padded_rows += pad
+            outputs.append(out[:n])
+        return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
+
+    def describe(self) -> dict:
+        shape = {"size": self.size} if self.mode == "fixed" else {"max": self.max}
+        return {"mode": self.mode, **shape, "invokes": self.invokes, "padded_rows": self.padded_rows}
+
+
 class UnsupportedConfiguration(RuntimeFailure):
     """A platform/quantization/format combination this platform cannot run."""
 
@@ -97,6 +147,7 @@ class Runtime(ABC):
     resolver: str | None = None  # LiteRT op resolver; None where the notion does not apply
     engine: str | None = None  # e.g. PyTorch's quantized engine
     default_batch_size: int = 250
+    batch_plan: BatchPlan | None = None  # set by runtimes that run a model file's batches themselves
 
     def __init__(self, request: RuntimeRequest, model_path: Path | None = None):
         self.spec = request.spec
@@ -169,7 +220,13 @@ class Runtime(ABC):
             "quantization": self.quantization, "threads": self.threads, "resolver": self.resolver,
             "engine": self.engine, "model_file": None if self.model_path is None else str(self.model_path),
             "load_seconds": self.load_seconds, "runtime": type(self).__name__,
+            **({"batch": self.batch_mode()} if self.batch_mode() is not None else {}),
         }
+
+    def batch_mode(self) -> dict | None:
+        """How the model file takes its batches and what that cost so far (:meth:`BatchPlan.describe`),
+        None where the runtime does not run a file's batches itself (the PC models)."""
+        return None if self.batch_plan is None else self.batch_plan.describe()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} threads={self.threads} resolver={self.resolver}>"

@@ -6,7 +6,11 @@ float32 for the PyTorch zoos), contiguous. The XNNPACK delegate runs the delegat
 subgraphs (float, and int8 with its quantized kernels); ExecuTorch's portable kernels run the
 rest. A file converted with a dynamic batch runs a whole batch in one call, up to the batch
 its memory was planned for (``max_batch``, the input's first dimension in the method's
-metadata); a file with a fixed batch of 1 runs image by image.
+metadata); a file exported at a static batch N (``torch.export`` without dynamic shapes:
+the method refuses any other batch) runs in chunks of exactly N, a short last chunk padded
+(:class:`harness.runtime.base.BatchPlan`). Which of the two a file is, the method's metadata
+does not say: a program planned for more than one image is called once on one image when it
+loads, and a refusal makes it fixed.
 
 Threads: XNNPACK runs on ExecuTorch's process-wide thread pool, which
 ``portable_lib._unsafe_reset_threadpool`` resizes; this runtime sets it to its own count
@@ -27,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.frameworks import import_torch
-from harness.runtime.base import InputMismatchError, ModelFileError, Runtime, RuntimeRequest, Timer
+from harness.runtime.base import BatchPlan, InputMismatchError, ModelFileError, Runtime, RuntimeRequest, Timer
 from harness.runtime.verify import verify_model_file
 
 FLOAT = 6  # ExecuTorch ScalarType code of float32
@@ -80,6 +84,18 @@ class ExecuTorchRuntime(Runtime):
         self.load_seconds = t.seconds
         self.backends = sorted(runtime.backend_registry.registered_backend_names)
         self._check_signature(path)
+        self.batch_plan = self._probe_batch()
+
+    def _probe_batch(self) -> BatchPlan:
+        """Dynamic (up to ``max_batch``) when the method takes a single image, else fixed at ``max_batch``."""
+        if self.max_batch == 1:
+            return BatchPlan("fixed", size=1)
+        torch = import_torch()
+        try:
+            self._method.execute([torch.zeros((1, *self._input_shape), dtype=torch.float32)])
+        except RuntimeError:  # "Attempted to resize a static tensor": a static batch
+            return BatchPlan("fixed", size=self.max_batch)
+        return BatchPlan("dynamic", max=self.max_batch)
 
     def _set_threads(self) -> None:
         pool = _threadpool()
@@ -104,6 +120,9 @@ class ExecuTorchRuntime(Runtime):
             raise ModelFileError(f"{path}: model output {out_shape} (ExecuTorch dtype {outputs.dtype()}) does not "
                                  f"match {s.id}'s float32 (N, {s.num_classes}) logits")
         self.max_batch = int(shape[0])  # the batch the program's memory is planned for
+        if self.max_batch < 1:
+            raise ModelFileError(f"{path}: model input {shape} has batch {self.max_batch}; expected a positive "
+                                 "(static, or the upper bound of a dynamic) batch")
         self._input_shape = shape[1:]
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
@@ -113,11 +132,12 @@ class ExecuTorchRuntime(Runtime):
                                      f"(N, {', '.join(str(d) for d in self._input_shape)})")
         if _threadpool()._threadpool_get_thread_count() != self.threads:
             self._set_threads()
-        outputs = []
-        for start in range(0, len(batch), self.max_batch):
-            x = torch.from_numpy(np.ascontiguousarray(batch[start:start + self.max_batch], dtype=np.float32))
-            outputs.append(self._method.execute([x])[0].numpy().copy())
-        return np.concatenate(outputs)
+
+        def call(chunk: np.ndarray) -> np.ndarray:
+            x = torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32))
+            return self._method.execute([x])[0].numpy().copy()
+
+        return self.batch_plan.run(call, batch, str(self.model_path))
 
     def describe(self) -> dict:
         return {**super().describe(), "backends": self.backends, "max_batch": self.max_batch,

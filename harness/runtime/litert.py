@@ -1,7 +1,12 @@
 """LiteRT (TFLite) on this host: ``ai_edge_litert.interpreter.Interpreter``.
 
-``num_threads`` is always set explicitly. Batches run in one ``invoke`` after
+``num_threads`` is always set explicitly. A file whose input ``shape_signature`` has -1 as
+its batch (what this project's conversions write) runs a batch in one ``invoke`` after
 ``resize_tensor_input`` + ``allocate_tensors`` (re-done only when the batch size changes).
+A file with a fixed batch (signature [1, 224, 224, 3] or [N, ...]: what TensorFlow's
+converter writes from a model with a fixed-batch input, as Model Maker, MediaPipe and the
+model zoos ship them) cannot be resized; it runs in chunks of exactly its batch, a short
+last chunk padded (see :class:`harness.runtime.base.BatchPlan`).
 The op resolver is selectable, because int8 outputs differ between kernels by a rounding
 step: ``default`` (LiteRT's default, with the XNNPACK delegate applied), ``builtin`` (the
 optimised builtin kernels without default delegates) and ``reference`` (the reference
@@ -15,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.runtime.base import InputMismatchError, ModelFileError, Runtime, RuntimeRequest, Timer
+from harness.runtime.base import BatchPlan, InputMismatchError, ModelFileError, Runtime, RuntimeRequest, Timer
 from harness.runtime.verify import verify_model_file
 
 # our name -> OpResolverType member name
@@ -32,6 +37,24 @@ def resolver_name(resolver: str | None) -> str:
     if name not in RESOLVERS:
         raise ValueError(f"unknown LiteRT op resolver {resolver!r}; expected one of {sorted(RESOLVERS) + sorted(ALIASES)}")
     return name
+
+
+def batch_plan_of(input_detail: dict, output_detail: dict, path) -> BatchPlan:
+    """The input's batch from its ``shape_signature`` (-1: dynamic; a positive number: fixed),
+    refused when it is neither or when a fixed batch's output does not have one row per image."""
+    signature = [int(d) for d in input_detail.get("shape_signature", input_detail["shape"])]
+    batch = signature[0] if signature else 0
+    if batch == -1:
+        return BatchPlan("dynamic")
+    if batch < 1:
+        raise ModelFileError(f"{path}: input tensor {input_detail['name']!r} has batch {batch} (shape signature "
+                             f"{signature}); expected -1 (any batch) or a fixed positive batch")
+    rows = int(output_detail["shape"][0]) if len(output_detail["shape"]) else 0
+    if rows != batch:
+        raise ModelFileError(f"{path}: output tensor {output_detail['name']!r} has {rows} rows "
+                             f"(shape {[int(d) for d in output_detail['shape']]}) for the input's fixed batch of "
+                             f"{batch}; expected one row per image")
+    return BatchPlan("fixed", size=batch)
 
 
 def quantization_of(detail: dict, path, role: str) -> tuple[float, int]:
@@ -100,6 +123,7 @@ class LiteRTRuntime(Runtime):
             raise ModelFileError(
                 f"{path}: model output shape {tuple(self._output['shape'])} does not match {s.id}'s {s.num_classes} classes"
             )
+        self.batch_plan = batch_plan_of(self._input, self._output, path)
         self.input_dtype = np.dtype(self._input["dtype"])
         self.output_dtype = np.dtype(self._output["dtype"])
         if self.input_dtype != np.float32:
@@ -108,7 +132,7 @@ class LiteRTRuntime(Runtime):
             self._output_quantization = quantization_of(self._output, path, "output")
 
     def _resize(self, n: int) -> None:
-        if n != self._batch:
+        if n != self._batch:  # dynamic batch only: a fixed one always runs at its size
             shape = [n, *(int(d) for d in self._input["shape"][1:])]
             self.interpreter.resize_tensor_input(self._input["index"], shape, strict=True)
             self.interpreter.allocate_tensors()
@@ -117,7 +141,11 @@ class LiteRTRuntime(Runtime):
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         if batch.shape[1:] != tuple(int(d) for d in self._input["shape"][1:]):
             raise InputMismatchError(f"{self.model_path}: input tensor {batch.shape} does not fit {tuple(self._input['shape'])}")
-        self._resize(len(batch))
+        return self.batch_plan.run(self._invoke, batch, str(self.model_path))
+
+    def _invoke(self, batch: np.ndarray) -> np.ndarray:
+        if self.batch_plan.mode == "dynamic":
+            self._resize(len(batch))
         x = batch
         if self.input_dtype != np.float32:
             scale, zero = self._input_quantization

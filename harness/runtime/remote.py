@@ -315,6 +315,10 @@ class RunnerRuntime(Runtime):
     def _infer(self, batch: np.ndarray) -> np.ndarray:  # predict_logits is overridden whole
         raise NotImplementedError
 
+    def batch_mode(self) -> dict | None:
+        """The runner's record of the last job's batches (``fixed``/``dynamic``, invokes, padded rows)."""
+        return None if self.last_result is None else self.last_result.job.get("batch")
+
     def describe(self) -> dict:
         return {**super().describe(), "transport": self.backend.transport.facts()}
 
@@ -434,8 +438,13 @@ class SessionRuntime(Runtime):
         channel.close()
         self.channel = None  # type: ignore[assignment]
 
+    def batch_mode(self) -> dict | None:
+        """The model's batch mode as the serving runner loaded it (a ``.ptl``'s is known after its first batch)."""
+        return self.ready.get("batch")
+
     def describe(self) -> dict:
-        return {**self.runner_runtime.describe(), "session_pid": self.pid, "session_batches": self.batches}
+        return {**self.runner_runtime.describe(), "session_pid": self.pid, "session_batches": self.batches,
+                "batch": self.batch_mode()}
 
 
 def job_timing(result: JobResult) -> dict:

@@ -15,7 +15,7 @@ import numpy as np
 
 from harness.convert.torch_mobile import ENGINE, QUANTIZED_STATE, quantized_engine, quantized_module, quiet_deprecations
 from harness.frameworks import import_torch
-from harness.runtime.base import ModelFileError, Runtime, RuntimeRequest, Timer, UnsupportedConfiguration
+from harness.runtime.base import BatchPlan, ModelFileError, Runtime, RuntimeRequest, Timer, UnsupportedConfiguration
 from harness.runtime.verify import verify_model_file
 from harness.zoo.frameworks import channels_last
 
@@ -101,7 +101,13 @@ class TorchPCRuntime(_TorchRuntime):
 
 
 class TorchLiteRuntime(_TorchRuntime):
-    """A ``.ptl`` file in the PyTorch Mobile lite interpreter (``_load_for_lite_interpreter``)."""
+    """A ``.ptl`` file in the PyTorch Mobile lite interpreter (``_load_for_lite_interpreter``).
+
+    A ``.ptl`` has no input signature to read its batch from: one traced or scripted with a
+    baked-in batch (``x.reshape(1, -1)``, ``x.view(1, ...)``) takes one image and fails on two,
+    or returns the wrong number of rows. When it loads, the file is called on one image and then
+    on two; if two fail (or do not give two rows) it runs image by image (batch mode ``fixed``,
+    size 1), else whole batches (``dynamic``)."""
 
     def __init__(self, request: RuntimeRequest):
         path = request.model_file()
@@ -132,3 +138,17 @@ class TorchLiteRuntime(_TorchRuntime):
             raise ModelFileError(f"{path}: model does not take {s.id}'s input {probe.shape} ({first})") from exc
         if out.shape != (1, s.num_classes):
             raise ModelFileError(f"{path}: output shape {out.shape} does not match {s.id}'s {s.num_classes} classes")
+        self.batch_plan = self._probe_batch(probe)
+
+    def _probe_batch(self, probe: np.ndarray) -> BatchPlan:
+        try:
+            rows = len(self._infer(np.concatenate([probe, probe])))
+        except Exception:  # noqa: BLE001  (a baked-in batch fails in the module's own ops)
+            rows = None
+        return BatchPlan("dynamic") if rows == 2 else BatchPlan("fixed", size=1)
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        plan = self.batch_plan
+        if plan is None:  # the load-time probes
+            return super()._infer(batch)
+        return plan.run(super()._infer, batch, str(self.model_path))

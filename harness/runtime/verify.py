@@ -165,8 +165,15 @@ def _load_pte(path: str, settings: dict) -> None:
 
     method = Runtime.get().load_program(path).load_method("forward")  # it logs why it refuses to stderr
     if settings["input_shape"]:
+        shape = list(settings["input_shape"])
         try:
-            method.execute([torch.zeros(settings["input_shape"])])
+            try:
+                method.execute([torch.zeros(shape)])
+            except RuntimeError:  # a program exported at a static batch N takes N images, not one
+                planned = list(method.metadata.input_tensor_meta(0).sizes())
+                if len(planned) != len(shape) or planned[0] in (shape[0], 0) or planned[1:] != shape[1:]:
+                    raise
+                method.execute([torch.zeros(planned)])
         except Exception as exc:
             raise RuntimeError(f"it loads, but a call on zeros of shape {tuple(settings['input_shape'])} fails: "
                                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")

@@ -90,3 +90,20 @@ def test_runner_processes_split_the_costliest_family_over_spare_cores():
     assert sorted(i for _, idx in two for i in idx) == list(range(7))
     one = RunnerBackend("arm64", None, support.cache(), processes=1).plan(misses, requests)
     assert one == [("litert", [0, 1]), ("torch", [2, 3, 4, 5, 6])]  # one process per family
+
+
+def test_a_fixed_batch_one_tflite_runs_in_the_runner_under_qemu_and_matches_the_host(tmp_path):
+    # What TensorFlow's converter writes from a Keras model with a batch-1 input: the runner
+    # feeds it image by image (it cannot be resized) and says so.
+    from tests.runtime import batch_models as bm
+
+    path = bm.write_tflite(tmp_path, "float1", 1)
+    images = bm.images(12)
+    runtime = open_runtime("arm64", artifact=str(path), spec=bm.TF_SPEC, quantization="float", cache=support.cache())
+    logits = runtime.predict_logits(images, batch_size=5)
+    assert runtime.describe()["batch"] == {"mode": "fixed", "size": 1, "invokes": 12, "padded_rows": 0}
+    with open_runtime("mobile", artifact=str(path), spec=bm.TF_SPEC, quantization="float") as h:
+        expected = h.predict_logits(images)
+    assert (logits.argmax(1) == expected.argmax(1)).all()
+    assert np.abs(logits - expected).max() <= 1e-4 * np.abs(expected).max()
+    assert runtime.last_result.platform_facts["machine"] == "aarch64"
