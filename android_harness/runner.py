@@ -213,8 +213,12 @@ class LiteRTModel:
                                        experimental_op_resolver_type=getattr(OpResolverType, self.RESOLVERS[resolver]))
         self.interpreter.allocate_tensors()
         inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        wanted = job.get("output")  # a file with several outputs: the classifier's, by tensor name
+        if wanted is not None:
+            outputs = [d for d in outputs if d["name"] == wanted]
         if len(inputs) != 1 or len(outputs) != 1:
-            raise JobError(f"{path}: expected one input and one output, found {len(inputs)} and {len(outputs)}")
+            raise JobError(f"{path}: expected one input and one output{f' named {wanted!r}' if wanted else ''}, "
+                           f"found {len(inputs)} and {len(outputs)}")
         self.input, self.output = inputs[0], outputs[0]
         self.input_dtype, self.output_dtype = np.dtype(self.input["dtype"]), np.dtype(self.output["dtype"])
         for role, detail, dtype in (("input", self.input, self.input_dtype), ("output", self.output, self.output_dtype)):
@@ -237,7 +241,10 @@ class LiteRTModel:
             info = np.iinfo(self.input_dtype)
             x = np.clip(np.round(x / scale + zero), info.min, info.max)
         self.interpreter.set_tensor(self.input["index"], np.ascontiguousarray(x, dtype=self.input_dtype))
-        self.interpreter.invoke()
+        try:
+            self.interpreter.invoke()
+        except RuntimeError as exc:  # an op that fails at run time (e.g. a gather index out of bounds)
+            raise JobError(f"{self.path}: LiteRT's invoke failed on a batch of {len(x)} ({_first_line(exc)})") from exc
         out = self.interpreter.get_tensor(self.output["index"])
         if self.output_dtype != np.float32:
             scale, zero = self.output["quantization"]

@@ -27,7 +27,7 @@ from harness.attack import registry as attack_registry
 from harness.attack.profiles import DIRECT_PREFIX, Profile
 from harness.cache import ArtifactCache
 from harness.data import samples, sources
-from harness.data.dataset import ImageDataset
+from harness.data.dataset import DataError, ImageDataset
 from harness.data.sources import StudySource
 from harness.convert.base import ConversionError
 from harness.runtime.base import PlatformUnavailable, check_finite
@@ -210,6 +210,12 @@ class Study:
             except samples.PoolTooSmall as exc:
                 if self.zoo != "user":
                     raise
+                if exc.pool_size == 0:
+                    files = ", ".join(str(m.weights_path) for m in models)
+                    raise DataError(f"{self.source.name}: none of its images is classified correctly by every model "
+                                    f"({files}); the attacks need images the models get right: check the labels "
+                                    "and the card's normalisation, or give an unlabelled folder (the reference "
+                                    "model's answers become the labels)") from None
                 # A user's folder is what it is: run on every image the models get right, and say so.
                 self.log(f"  sample selection: {exc.pool_size} of the images qualify, fewer than the profile's "
                          f"{self.n_samples}: using all {exc.pool_size}")

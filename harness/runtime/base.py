@@ -31,6 +31,10 @@ class ModelFileError(RuntimeFailure):
     """A model file that is missing, truncated, corrupt or does not fit its spec."""
 
 
+class ModelInvokeError(ModelFileError):
+    """A model file that loads but fails when it runs (an operator that errors on these inputs)."""
+
+
 class NonFiniteLogits(RuntimeFailure):
     """Logits with NaN or infinite values: a broken model file or runtime, never a prediction."""
 
@@ -201,7 +205,14 @@ class Runtime(ABC):
         outputs = []
         for start in range(0, len(images), batch_size):
             chunk = images[start:start + batch_size]
-            logits = np.asarray(self._infer(self.spec.normalization(chunk)), dtype=np.float32)
+            try:
+                logits = np.asarray(self._infer(self.spec.normalization(chunk)), dtype=np.float32)
+            except RuntimeFailure:
+                raise
+            except RuntimeError as exc:  # an op that fails at run time: the interpreter's own words, one line
+                text = " ".join(str(exc).split())[:500] or type(exc).__name__
+                raise ModelInvokeError(f"{self.source}: {type(self).__name__} failed running the model on a batch "
+                                       f"of {len(chunk)} images ({text})") from exc
             if logits.shape != (len(chunk), self.spec.num_classes):
                 raise ModelFileError(
                     f"{self.source}: output shape {logits.shape}, expected ({len(chunk)}, {self.spec.num_classes})"
