@@ -227,8 +227,10 @@ def run(argv=None) -> int:
     if not records:
         say("nothing ran")
         return 1
-    if len(errors) == len(records):  # every case failed: the same one-line reasons, no empty report
-        print(f"error: every configuration failed ({len(errors)}); the records in {run_dir / 'records'} say why")
+    if len(errors) == len(records):  # every case failed: no empty report, one line saying why
+        first = next(r["error"] for r in records if r.get("error"))
+        print(f"error: every configuration failed ({len(errors)}; records in {run_dir / 'records'}); the first: "
+              f"{_one_line(first)}", file=sys.stderr)
         return 1
 
     from harness.report import writer

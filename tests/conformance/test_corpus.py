@@ -4,31 +4,13 @@ it) to a report with direct-attack results, and the records say what was read of
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conformance import corpus, support
-from tests.zoo import byo_support as byo
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("conformance")
-    # Written by a child process, as a user's converter run would be (and TensorFlow's converter
-    # and ExecuTorch's exporter then leave nothing behind in this process).
-    subprocess.run([sys.executable, "-c", "import sys; from tests.conformance.writers import write_corpus; "
-                    "write_corpus(__import__('pathlib').Path(sys.argv[1]))", str(root / "files")],
-                   cwd=REPO, check=True, capture_output=True, timeout=900)
-    data = byo.test_images()
-    keep = data.select(data.ids[:6])  # six photos in class-index folders
-    byo.write_class_folders(keep, root / "photos")
-    support.write_profile(root)
-    return root
 
 
 @pytest.mark.parametrize("entry", corpus.WRITTEN, ids=lambda e: e.file)

@@ -166,9 +166,27 @@ def write_corpus(root: Path) -> Path:
     static_pte(torch_module, root / "static_batch1.pte", 1)
     static_pte(torch_module, root / "static_batch4.pte", 4)
     baked_batch_ptl(torch_module, root / "baked_batch1.ptl")
+    failing_op_tflite(root / "failing_op.tflite")  # for the errors' tests, not a corpus entry
     for entry in WRITTEN:
         if not (root / entry.file).is_file():
             raise FileNotFoundError(f"{root / entry.file}: the corpus lists it, write_corpus did not write it")
         if entry.card is not None:
             (root / (entry.file + ".card.toml")).write_text(entry.card)
     return root
+
+
+def failing_op_tflite(out: Path, size: int = 32) -> Path:
+    """A float .tflite that loads and runs on zeros but fails at run time on real photos: a GATHER
+    whose index is computed from the first pixel (LiteRT: "gather index out of bounds")."""
+    tf = import_tensorflow()
+    table = tf.constant(np.arange(100, dtype=np.float32).reshape(10, 10))
+
+    class Failing(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32)])
+        def serve(self, x):
+            return tf.gather(table, tf.cast(x[:, 0, 0, 0] * 1000.0, tf.int32))
+
+    module = Failing()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.serve.get_concrete_function()], module)
+    out.write_bytes(_convert(converter))
+    return out
