@@ -204,16 +204,12 @@ def run(argv=None) -> int:
                 say(f"  skipped: {exc}")
                 skipped.append(config.id)
                 continue
-            except ConversionError as exc:  # reported with the converter's message; the run goes on
-                say(f"  conversion FAILED: {exc}")
-                failed.append(config.id)
-                record = error_record(config, exc, traceback.format_exc(), args.zoo, profile.name)
-                atomic_write(run_dir / "records" / f"{config.id}.json", json.dumps(record))
-                records.append(record)
-                continue
-            except _case_errors() as exc:  # a model file that fails at run time, too few samples...: one line
-                say(f"  FAILED: {_one_line(exc)}")
-                errors.append(config.id)
+            except (ConversionError, *_case_errors()) as exc:
+                # A model that did not convert (the converter's message), or a case that failed on its
+                # inputs (a model file failing at run time, too few samples): recorded, the run goes on.
+                converted = isinstance(exc, ConversionError)
+                say(f"  conversion FAILED: {exc}" if converted else f"  FAILED: {_one_line(exc)}")
+                (failed if converted else errors).append(config.id)
                 record = error_record(config, exc, traceback.format_exc(), args.zoo, profile.name)
                 atomic_write(run_dir / "records" / f"{config.id}.json", json.dumps(record))
                 records.append(record)

@@ -29,18 +29,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 
 import harness  # noqa: F401  (import guard first)
 from harness.attack.profiles import load_profile
+from harness.bench import environment
 from harness.cache import ArtifactCache
 from harness.data.preprocessing import normalization_for
 from harness.frameworks import import_keras
@@ -52,16 +50,6 @@ DEFAULT_OUT = REPO_ROOT / "reports" / "bench" / "batch.json"
 CLASSES = 10
 TWINS = {"fixed1": 1, "dynamic": None}  # twin name -> keras.Input batch_size
 DISTRIBUTIONS = ("tensorflow-cpu", "keras", "ai-edge-litert", "numpy", "foolbox", "adversarial-robustness-toolbox")
-
-
-def _versions() -> dict:
-    out = {"python": sys.version.split()[0]}
-    for dist in DISTRIBUTIONS:
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            out[dist] = None
-    return out
 
 
 def spec(size: int) -> ModelSpec:
@@ -197,9 +185,7 @@ def main(argv=None) -> int:
         "benchmark": "batch",
         "command": "python -m harness.bench.batch " + " ".join(argv if argv is not None else sys.argv[1:]),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "environment": {"versions": _versions(), "platform": platform.platform(), "machine": platform.machine(),
-                        "cpu_count": os.cpu_count(),
-                        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
+        "environment": environment(DISTRIBUTIONS),
         "settings": {"size": args.size, "queries": args.queries, "batch": args.batch,
                      "quantization": args.quantization, "platforms": args.platforms, "attacks": args.attacks,
                      "attack_quantization": args.attack_quantization, "samples": args.samples,

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from android_harness.runner import Batches, JobError
 from harness.zoo.base import ModelSpec, ZooModel
 
 
@@ -59,8 +60,10 @@ class InputMismatchError(RuntimeFailure):
     """Images whose dtype or shape the model does not take."""
 
 
-class BatchPlan:
-    """How a runtime feeds its model batches, and what it cost.
+class BatchPlan(Batches):
+    """How a runtime feeds its model batches, and what it cost: the runner's own
+    :class:`android_harness.runner.Batches` (one piece of code on the host, under qemu and on the
+    phone), with a :class:`ModelFileError` for a model that returns the wrong number of rows.
 
     ``dynamic``: any batch in one call (up to ``max``, where the file plans memory for one;
     more runs in calls of ``max``). ``fixed``: the file takes exactly ``size`` images per
@@ -74,9 +77,7 @@ class BatchPlan:
     def __init__(self, mode: str, size: int | None = None, max: int | None = None):
         if mode not in ("fixed", "dynamic"):
             raise ValueError(f"batch mode {mode!r}: expected 'fixed' or 'dynamic'")
-        self.mode, self.size, self.max = mode, size, max
-        self.invokes = 0
-        self.padded_rows = 0
+        super().__init__(mode, size, max)
 
     @property
     def chunk(self) -> int | None:
@@ -87,26 +88,10 @@ class BatchPlan:
         """``call(rows) -> outputs`` over ``batch`` in this plan's chunks; one row of output per
         image, padded rows dropped. An output whose row count is not its call's is a
         :class:`ModelFileError` naming ``where``."""
-        step = self.chunk or max(1, len(batch))
-        outputs = []
-        for first in range(0, len(batch), step):
-            chunk = batch[first:first + step]
-            n = len(chunk)
-            pad = self.size - n if self.mode == "fixed" else 0
-            if pad:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-            out = np.asarray(call(chunk))
-            self.invokes += 1
-            if out.ndim < 1 or len(out) != len(chunk):
-                raise ModelFileError(f"{where}: the model returned {len(out) if out.ndim else 0} output rows for a "
-                                     f"batch of {len(chunk)}; expected one row per image")
-            self.padded_rows += pad
-            outputs.append(out[:n])
-        return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
-
-    def describe(self) -> dict:
-        shape = {"size": self.size} if self.mode == "fixed" else {"max": self.max}
-        return {"mode": self.mode, **shape, "invokes": self.invokes, "padded_rows": self.padded_rows}
+        try:
+            return super().run(call, batch, where)
+        except JobError as exc:
+            raise ModelFileError(str(exc)) from None
 
 
 class UnsupportedConfiguration(RuntimeFailure):

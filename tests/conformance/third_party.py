@@ -59,7 +59,8 @@ THIRD_PARTY = (
                "3c002613d1b2475eb51dd78dfb85a546c8ae658dee71cf6ade43b022fe205415", "Zlib",
                "an MLPerf-Tiny CIFAR-10 classifier, full int8 (input scale 1, zero point -128; int8 softmax out)",
                "int8 interface, 10 classes, 32 px, `shape_signature` batch -1, on 20 CIFAR-10 photos",
-               images="cifar10", expect={"recipe": "int8", "outputs": "probabilities", "batch": None}),
+               images="cifar10",
+               expect={"recipe": "int8", "outputs": "probabilities", "batch": None, "min_accuracy": 0.8}),
     ThirdParty("dummy_cv_model.tflite", "litert-cli==0.2.1", "litert_cli-0.2.1-py3-none-any.whl",
                "litert_cli/test_data/dummy_cv_model.tflite",
                "5f6e1c5baebae28582d9939fadf465d6e0af7b0ca3c8ce764d9c4037d67c69a0", "Apache-2.0",
@@ -128,3 +129,9 @@ def foolbox_photos(kind: str, root: Path) -> Path:
         (root / label).mkdir(parents=True, exist_ok=True)
         (root / label / photo.name).write_bytes(photo.read_bytes())
     return root
+
+
+def markdown_table(entries=THIRD_PARTY) -> str:
+    rows = ["| file | source | what it is | what it exercises | result |", "| --- | --- | --- | --- | --- |"]
+    rows += [f"| `{e.file}` | {e.source} | {e.what} | {e.exercises} | {e.result} |" for e in entries]
+    return "\n".join(rows)
