@@ -92,3 +92,13 @@ def test_a_direct_case_records_the_deployed_models_own_answers(default_study):
         assert record["per_sample_adversarial_agreement"] == [bool(x) for x in answers == pc]
     finally:
         study.close()
+
+
+def test_top1_ties_are_counted():
+    """Quantized probabilities tie at the top: records count such images (the prediction is then the
+    lowest output index among the tied ones, numpy's argmax)."""
+    from harness.study import _ties
+
+    outputs = np.array([[0.5, 0.5, 0.0], [0.1, 0.8, 0.1], [0.25, 0.25, 0.25]], np.float32)
+    assert _ties(outputs) == 2 and _ties(outputs[1:2]) == 0 and _ties(None) is None
+    assert outputs.argmax(axis=1).tolist() == [0, 1, 0]

@@ -89,3 +89,15 @@ def test_fuzzed_labels_files_give_only_data_errors(tmp_path, data, suffix, outpu
         assert str(path) in str(exc)
         return
     assert outputs is None or space.num_outputs == outputs
+
+
+def test_a_list_of_every_output_with_a_background_first_is_offset_one():
+    """The label files model zoos embed list every output, the background ("background", "???")
+    first: that output is not a class."""
+    from harness.data.labels import parse_labels
+
+    for first in ("background", "???"):
+        space = parse_labels("\n".join([first, "cat", "dog", "fox"]), "m.tflite!labels.txt", num_outputs=4)
+        assert space.offset == 1 and space.names == ("cat", "dog", "fox") and space.non_classes == (first,)
+    plain = parse_labels("cat\ndog\nfox\n", "labels.txt", num_outputs=3)
+    assert plain.offset == 0 and plain.num_classes == 3

@@ -28,6 +28,14 @@ def test_the_documented_example_parses(tmp_path):
     assert card.resize == 256 and card.mean == (127.5,) * 3 and card.std == (127.5,) * 3 and card.scale == 1.0
     assert card.input_quantization == (0.0078125, 128) and card.classes == 1001 and card.label_offset == 1
     assert card.labels == tmp_path / "labels.txt" and card.quantization == "int8" and not card.raw
+    assert card.output_name == "probabilities" and card.output_kind == "probabilities"
+
+
+def test_output_kind_and_name_are_checked():
+    with pytest.raises(CardError, match=r"output\.kind = 'scores': expected one of logits, probabilities"):
+        parse_card({"output": {"kind": "scores"}})
+    with pytest.raises(CardError, match=r"output\.name = 3: expected the name of one of the model's outputs"):
+        parse_card({"output": {"name": 3}})
 
 
 def test_raw_and_defaults():
