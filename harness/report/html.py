@@ -593,6 +593,50 @@ def _devices_table(statistics: Mapping[str, Any]) -> str:
                       "logits identical", "status"], rows, attrs))
 
 
+def _user_models_table(records: Sequence[Mapping[str, Any]]) -> str:
+    """A bring-your-own run: what was read off each model file (recipe, batch, what its outputs are,
+    the label space, metadata) and the top-1 ties its outputs had; empty for the zoos."""
+    files: dict[str, dict] = {}
+    ties: dict[str, list[int]] = {}
+    for r in records:
+        facts = r.get("user_model")
+        if not facts:
+            continue
+        files.setdefault(facts["file"], facts)
+        clean = (r.get("top1_ties") or {}).get("clean")
+        if clean is not None:
+            ties.setdefault(facts["file"], []).append(int(clean))
+    if not files:
+        return ""
+    rows = []
+    for path, f in files.items():
+        recipe = f.get("recipe") or {}
+        per_channel = recipe.get("per_channel")
+        recipe_text = recipe.get("name", f.get("quantization", "?")) + (
+            "" if per_channel is None else ", per-channel" if per_channel else ", per-tensor")
+        batch = f.get("batch") or {}
+        kind = f.get("output_kind") or {}
+        labels = f.get("labels") or {}
+        meta = f.get("metadata")
+        rows.append([escape(str(path)), escape(f"{f.get('format', '')} / {f.get('runtime', '')}"), escape(recipe_text),
+                     escape("dynamic" if batch.get("mode") == "dynamic" else f"fixed {batch.get('size', '?')}"
+                            if batch else "n/a"),
+                     f'<span title="{escape(str(kind.get("evidence", "")))}">{escape(str(kind.get("kind", "logits")))}'
+                     "</span>",
+                     escape(f"{labels.get('classes', '?')} from {labels.get('source', '?')} (offset "
+                            f"{labels.get('offset', 0)})"),
+                     escape("yes: " + str(meta.get("name") or "unnamed") if meta else "no"),
+                     escape(str(max(ties[path])) if ties.get(path) else "0")])
+    return ('<h2 id="your-model-files">Your model files</h2>'
+            '<p class="small">What was read off each file: its quantization recipe, its batch (a fixed batch '
+            "runs in chunks of exactly that size), what its outputs are (agreement and output differences "
+            "compare these: logits, or probabilities for a model with a softmax inside; hover for the "
+            "evidence), its labels and its Model Metadata. Top-1 ties: clean images whose highest output is "
+            "shared by several classes (the prediction is then the lowest output index among them).</p>"
+            + _table(["file", "format / runtime", "recipe", "batch", "outputs", "labels", "metadata",
+                      "top-1 ties (clean)"], rows, left=1))
+
+
 def render_html(records: Sequence[Mapping[str, Any]], statistics: Mapping[str, Any],
                 figures: Sequence[ReportFigure], run_info: Mapping[str, Any]) -> str:
     """The whole page. ``records`` must be validated (see ``records.validate_records``)."""
@@ -606,6 +650,7 @@ def render_html(records: Sequence[Mapping[str, Any]], statistics: Mapping[str, A
     runtime = _runtime_section(statistics, records, figures, ids)
     conversion = _conversion_failures(run_info)
     devices = _devices_table(statistics)
+    user_models = _user_models_table(records)
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
@@ -617,10 +662,12 @@ def render_html(records: Sequence[Mapping[str, Any]], statistics: Mapping[str, A
         ('<a href="#framework-or-runtime">framework or runtime?</a> \u00b7 ' if runtime else '') +
         ('<a href="#conversion-failures">conversion failures</a> \u00b7 ' if conversion else '') +
         ('<a href="#devices">devices</a> \u00b7 ' if devices else '') +
+        ('<a href="#your-model-files">your model files</a> \u00b7 ' if user_models else '') +
         '<a href="#quantization-effect">quantization effect</a> \u00b7 <a href="#pc-vs-mobile">PC vs '
         'mobile</a> \u00b7 <a href="#results">all configurations</a> \u00b7 <a href="#methods">methods</a></p>',
         _errors(run_info),
         conversion,
+        user_models,
         _answers(statistics, ids),
         _summary_table(statistics),
         _figures([f for f in figures if not f.key.startswith("fig-runtime-")]),

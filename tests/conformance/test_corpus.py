@@ -21,7 +21,8 @@ def test_written_file_runs_the_study_to_a_report(entry, world, tmp_path, monkeyp
     out = capfd.readouterr()
     assert code == 0, out.out[-3000:] + out.err[-3000:]
     assert "Traceback" not in out.err
-    assert next((tmp_path / "reports").glob("*/report.html")).is_file()
+    html = next((tmp_path / "reports").glob("*/report.html")).read_text()
+    assert 'id="your-model-files"' in html and str(model) in html  # what was read off the file, in the report
     support.check_records(support.records(tmp_path / "reports"), entry.expect)
 
 
