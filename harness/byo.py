@@ -223,11 +223,13 @@ class UserStudyInputs:
         return ZOO
 
     def command_options(self) -> str:
-        """The options that name these inputs again, for the commands a run suggests."""
+        """The options that name these inputs again, for the commands a run suggests: ``--flag=VALUE``,
+        which pytest and ``python -m harness`` both take (pytest would read a bare path after an option it
+        has not registered yet, ``--model /elsewhere/m.tflite``, as a test path outside the repository)."""
         o = self.options
-        parts = [f"--model {m}" for m in o.models] + [f"--source-model {m}" for m in o.source_models]
-        parts += [f"--card {c}" for c in o.cards]
-        parts += [f"--images {o.images}"] if o.images else []
-        parts += [f"--labels {o.labels}"] if o.labels else []
-        parts += [f"--output {o.output}"] if o.output else []
+        parts = [f"--model={m}" for m in o.models] + [f"--source-model={m}" for m in o.source_models]
+        parts += [f"--card={c}" for c in o.cards]
+        parts += [f"--images={o.images}"] if o.images else []
+        parts += [f"--labels={o.labels}"] if o.labels else []
+        parts += [f"--output={o.output}"] if o.output else []
         return " ".join(parts)

@@ -96,7 +96,7 @@ def test_main_job_on_your_own_file_reports_direct_and_transferred_success(files,
     section = section[:section.index("</table>")]
     assert f"tensorflow-{name}-direct_boundary-{quantization}-mobile" in section
     assert ("BIM: " in section or "FGSM: " in section) and "no transfer attack in this run" not in section
-    assert "user-user.json does not exist; write it with `pytest -m pc --model" in result.stdout
+    assert "user-user.json does not exist; write it with `pytest -m pc --model=" in result.stdout
 
 
 def test_without_a_source_model_only_direct_attacks_run_and_the_file_is_its_own_reference(files, tmp_path):
