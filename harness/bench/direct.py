@@ -91,7 +91,7 @@ def queries_per_second(runtime, images: np.ndarray, batch_sizes: list[int]) -> d
 
 
 def attacks(names: list[str], profile) -> tuple[list, list[str]]:
-    from harness.attack.attacks import ATTACK_CLASSES
+    from harness.attack import registry
     from harness.attack.square import Square
 
     chosen, missing = [], []
@@ -101,11 +101,11 @@ def attacks(names: list[str], profile) -> tuple[list, list[str]]:
             chosen.append(Square(eps=eps, max_iter=300, p_init=0.1, nb_restarts=1))
             continue
         aliases = HSJ_NAMES if name in HSJ_NAMES else (name,)
-        found = next((a for a in aliases if a in ATTACK_CLASSES and a in profile.attacks), None)
+        found = next((a for a in aliases if a in registry.names() and a in profile.attacks), None)
         if found is None:
             missing.append(name)
             continue
-        chosen.append(ATTACK_CLASSES[found](**profile.attack_params(found)))
+        chosen.append(registry.make_attack(found, profile.attack_params(found)))
     return chosen, missing
 
 
