@@ -79,11 +79,6 @@ class BatchPlan(Batches):
             raise ValueError(f"batch mode {mode!r}: expected 'fixed' or 'dynamic'")
         super().__init__(mode, size, max)
 
-    @property
-    def chunk(self) -> int | None:
-        """Rows per call: the fixed size, the dynamic maximum, or None (any)."""
-        return self.size if self.mode == "fixed" else self.max
-
     def run(self, call, batch: np.ndarray, where: str) -> np.ndarray:
         """``call(rows) -> outputs`` over ``batch`` in this plan's chunks; one row of output per
         image, padded rows dropped. An output whose row count is not its call's is a

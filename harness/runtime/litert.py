@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from android_harness.runner import JobError, litert_batches
 from harness.runtime.base import BatchPlan, InputMismatchError, ModelFileError, Runtime, RuntimeRequest, Timer
 from harness.runtime.verify import verify_model_file
 
@@ -40,21 +41,14 @@ def resolver_name(resolver: str | None) -> str:
 
 
 def batch_plan_of(input_detail: dict, output_detail: dict, path) -> BatchPlan:
-    """The input's batch from its ``shape_signature`` (-1: dynamic; a positive number: fixed),
-    refused when it is neither or when a fixed batch's output does not have one row per image."""
-    signature = [int(d) for d in input_detail.get("shape_signature", input_detail["shape"])]
-    batch = signature[0] if signature else 0
-    if batch == -1:
-        return BatchPlan("dynamic")
-    if batch < 1:
-        raise ModelFileError(f"{path}: input tensor {input_detail['name']!r} has batch {batch} (shape signature "
-                             f"{signature}); expected -1 (any batch) or a fixed positive batch")
-    rows = int(output_detail["shape"][0]) if len(output_detail["shape"]) else 0
-    if rows != batch:
-        raise ModelFileError(f"{path}: output tensor {output_detail['name']!r} has {rows} rows "
-                             f"(shape {[int(d) for d in output_detail['shape']]}) for the input's fixed batch of "
-                             f"{batch}; expected one row per image")
-    return BatchPlan("fixed", size=batch)
+    """The input's batch from its ``shape_signature`` (-1: dynamic; a positive number: fixed), read
+    as the runner reads it (:func:`android_harness.runner.litert_batches`), refused in the same words
+    when it is neither or when a fixed batch's output does not have one row per image."""
+    try:
+        found = litert_batches(str(path), input_detail, output_detail)
+    except JobError as exc:
+        raise ModelFileError(str(exc)) from None
+    return BatchPlan(found.mode, size=found.size, max=found.max)
 
 
 def quantization_of(detail: dict, path, role: str) -> tuple[float, int]:

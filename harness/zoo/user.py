@@ -225,19 +225,49 @@ def _pte_facts(path: Path) -> dict:
 
 
 def _pte_delegation(path: Path) -> dict:
-    """Which backends the program delegates to, and whether its delegated blobs or kernels are quantized,
-    as ExecuTorch's own program reader (``executorch.exir._serialize``) sees the file."""
+    """Which backends the program delegates to, the operators left on ExecuTorch's own kernels, and
+    whether it is quantized, as ExecuTorch's own readers see the file: ``deserialize_pte_binary`` for
+    the program, and for each XNNPACK blob its flatbuffer (``XNNHeader``) turned into text by the
+    ``flatc`` ExecuTorch ships, with XNNPACK's schema: a quantized program's delegated tensors are
+    ``XNNQuantizedTensorValue`` (its QUANTIZE ops run inside the delegate, not on the portable kernels)."""
     try:
         from executorch.exir._serialize._program import deserialize_pte_binary
 
         program = deserialize_pte_binary(path.read_bytes())
         program = getattr(program, "program", program)
-    except Exception as exc:  # noqa: BLE001  (the runtime loaded it; the facts are a nicety)
-        return {"error": _first_line(exc)}
+        tensors = _xnnpack_tensor_kinds(program)
+    except Exception as exc:  # noqa: BLE001  (the runtime loaded it: the file is not quantized as far as we know)
+        return {"error": _first_line(exc), "quantized": False}
     backends = sorted({d.id for plan in program.execution_plan for d in plan.delegates})
     kernels = sorted({op.name for plan in program.execution_plan for op in plan.operators})
-    quantized = any("quantize" in k for k in kernels) or any("quantized" in k for k in kernels)
-    return {"backends": backends, "portable_operators": kernels, "quantized": quantized}
+    quantized = any("quantize" in k for k in kernels) or bool(tensors.get("XNNQuantizedTensorValue"))
+    return {"backends": backends, "portable_operators": kernels, "xnnpack_tensors": tensors, "quantized": quantized}
+
+
+def _xnnpack_tensor_kinds(program) -> dict:
+    """How many of the XNNPACK blobs' tensors are float and how many quantized (empty without XNNPACK)."""
+    import subprocess
+    import tempfile
+    from collections import Counter
+
+    import executorch.backends.xnnpack.serialization.xnnpack_graph_serialize as serialization
+    from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import XNNHeader
+    from executorch.exir._serialize._flatbuffer import _get_flatc_path
+
+    inline = {i: bytes(b.data) for i, b in enumerate(program.backend_delegate_data)}
+    blobs = [inline[d.processed.index] for plan in program.execution_plan for d in plan.delegates
+             if d.id == "XnnpackBackend" and d.processed.index in inline]
+    schema = Path(serialization.__file__).parent / "schema.fbs"
+    kinds: Counter = Counter()
+    with tempfile.TemporaryDirectory() as folder:
+        for k, blob in enumerate(blobs):
+            header = XNNHeader.from_bytes(blob[:XNNHeader.EXPECTED_LENGTH])
+            graph = Path(folder, f"g{k}.bin")
+            graph.write_bytes(blob[header.flatbuffer_offset:header.flatbuffer_offset + header.flatbuffer_size])
+            subprocess.run([_get_flatc_path(), "--json", "--raw-binary", "-o", folder, str(schema), "--", str(graph)],
+                           check=True, capture_output=True, timeout=60)
+            kinds.update(re.findall(r'xvalue_union_type:\s*"?(\w+)', graph.with_suffix(".json").read_text()))
+    return dict(kinds)
 
 
 def _probe_output_kind(module_call, shape, layout: str) -> tuple[str, str]:

@@ -71,6 +71,10 @@ WRITTEN = (
           "static batch of 4: the last short chunk padded",
           card="[input]\nscale = 0.00392156862745098\nmean = [0.485, 0.456, 0.406]\nstd = [0.229, 0.224, 0.225]\n",
           expect={"batch": 4, "quantization": "float"}),
+    Entry("int8_static_batch1.pte", "the same, quantized first: PT2E with `XNNPACKQuantizer` (symmetric)",
+          "an int8 ExecuTorch program: its quantized tensors live inside the XNNPACK blob",
+          card="[input]\nscale = 0.00392156862745098\nmean = [0.485, 0.456, 0.406]\nstd = [0.229, 0.224, 0.225]\n",
+          expect={"batch": 1, "quantization": "int8"}),
     Entry("baked_batch1.ptl", "`torch.jit.trace` of a module that ends in `reshape(1, -1)`",
           "a `.ptl` whose graph holds its batch of 1",
           card="[input]\nsize = 32\nscale = 0.00392156862745098\nmean = [0.485, 0.456, 0.406]\n"

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from harness.data import fashion_mnist
+from harness.data.preprocessing import normalization_for
 from harness.frameworks import import_keras, import_tensorflow, import_torch
 
 MEAN = STD = 127.5  # the mini Keras models' input: (pixel - 127.5) / 127.5
@@ -112,14 +113,28 @@ def with_metadata(model: Path, out: Path, labels=LABELS, mean=(MEAN,), std=(STD,
     return out
 
 
-def static_pte(torch_module, out: Path, batch: int, size: int = 32) -> Path:
+def static_pte(torch_module, out: Path, batch: int, size: int = 32, calibration: np.ndarray | None = None) -> Path:
     """``torch.export`` at a static batch, lowered with the XNNPACK partitioner, as ExecuTorch's
-    export tutorial does (no dynamic shapes)."""
+    export tutorial does (no dynamic shapes); with ``calibration`` (normalised NCHW float images)
+    first quantized the tutorial's way: PT2E with ``XNNPACKQuantizer``'s symmetric config."""
     torch = import_torch()
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    program = torch.export.export(torch_module.eval(), (torch.zeros(batch, 3, size, size),))
+    sample = (torch.zeros(batch, 3, size, size),)
+    program = torch.export.export(torch_module.eval(), sample)
+    if calibration is not None:
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+            XNNPACKQuantizer,
+            get_symmetric_quantization_config,
+        )
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+        prepared = prepare_pt2e(program.module(), XNNPACKQuantizer().set_global(get_symmetric_quantization_config()))
+        with torch.no_grad():
+            for first in range(0, len(calibration) - batch + 1, batch):
+                prepared(torch.from_numpy(np.ascontiguousarray(calibration[first:first + batch])))
+        program = torch.export.export(convert_pt2e(prepared), sample)
     out.write_bytes(to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer)
     return out
 
@@ -165,6 +180,8 @@ def write_corpus(root: Path) -> Path:
     with_metadata(root / "float32_batch1.tflite", root / "metadata_float32_batch1.tflite")
     static_pte(torch_module, root / "static_batch1.pte", 1)
     static_pte(torch_module, root / "static_batch4.pte", 4)
+    torch_normalization = normalization_for("pytorch", "mobilenet_v2")
+    static_pte(torch_module, root / "int8_static_batch1.pte", 1, calibration=torch_normalization(calibration[:32]))
     baked_batch_ptl(torch_module, root / "baked_batch1.ptl")
     failing_op_tflite(root / "failing_op.tflite")  # for the errors' tests, not a corpus entry
     for entry in WRITTEN:
