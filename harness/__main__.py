@@ -45,6 +45,8 @@ def _case_errors() -> tuple[type, ...]:
     from harness.runtime.base import RuntimeFailure
 
     return (RuntimeFailure, DataError, ZooError, DirectAttackError)
+
+
 DEFAULT_PLATFORMS = ("pc", "mobile")
 
 
