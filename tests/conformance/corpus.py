@@ -4,7 +4,7 @@ field's tools write them, each run through the bring-your-own study (direct atta
 :data:`WRITTEN` lists the files :mod:`tests.conformance.writers` makes at test time from the mini
 zoo; each :class:`Entry` says where the file comes from, what it exercises, the options its run
 needs, and what the run must find in the file (its recorded recipe, batch, output kind). The
-README's conformance table is :func:`markdown_table` of this list (a test keeps them equal).
+The conformance table in docs/conformance.md is :func:`markdown_table` of this list (a test keeps them equal).
 """
 
 from __future__ import annotations

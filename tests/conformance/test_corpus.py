@@ -26,6 +26,6 @@ def test_written_file_runs_the_study_to_a_report(entry, world, tmp_path, monkeyp
     support.check_records(support.records(tmp_path / "reports"), entry.expect)
 
 
-def test_the_readme_table_is_the_corpus():
-    readme = (REPO / "README.md").read_text()
-    assert corpus.markdown_table(corpus.WRITTEN) in readme
+def test_the_conformance_page_table_is_the_corpus():
+    page = (REPO / "docs" / "conformance.md").read_text()
+    assert corpus.markdown_table(corpus.WRITTEN) in page
