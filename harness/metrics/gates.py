@@ -44,9 +44,9 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
-from scipy import stats
 
 from harness.cache import atomic_write
+from harness.stats import benjamini_hochberg, mcnemar_exact, wilson_lower
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 THRESHOLD_DIR = REPO_ROOT / "thresholds"
@@ -328,23 +328,6 @@ class Verdict:
         return f"{config_id}: {self.kind} {'passes' if self.passed else 'FAILS'}: {self.text}"
 
 
-def mcnemar(now: np.ndarray, before: np.ndarray) -> tuple[int, int, float]:
-    """(b, c, p): newly fooled, no longer fooled, and the one-sided exact McNemar p-value
-    for "more samples fooled than before"."""
-    now, before = np.asarray(now, bool), np.asarray(before, bool)
-    b, c = int((now & ~before).sum()), int((~now & before).sum())
-    p = 1.0 if b + c == 0 else float(stats.binomtest(b, b + c, 0.5, alternative="greater").pvalue)
-    return b, c, p
-
-
-def wilson_lower(successes: int, n: int, confidence: float) -> float:
-    """One-sided lower Wilson bound of a proportion at ``confidence``."""
-    if n == 0:
-        return 0.0
-    interval = stats.binomtest(successes, n).proportion_ci(confidence_level=2 * confidence - 1, method="wilson")
-    return float(interval.low)
-
-
 def _ids_with_paths(ids: Sequence[int], png_dir: str | None) -> str:
     shown = [f"{i}" + (f" ({Path(png_dir) / f'{i}.png'})" if png_dir else "") for i in list(ids)[:SHOW_IDS]]
     more = len(ids) - len(shown)
@@ -362,7 +345,8 @@ def regression_verdict(record: Mapping, entry: Entry, baseline_ids: Sequence[int
             f"(first baseline ids {before_ids[:3]}, first run ids {ids[:3]}): a paired test needs the same samples")
     now = np.asarray(record["per_sample_success"], bool)
     before = entry.fooled
-    b, c, p = mcnemar(now, before)
+    test = mcnemar_exact(now, before, alternative="greater")
+    b, c, p = test.b, test.c, test.p_value
     n = len(ids)
     rise = (int(now.sum()) - int(before.sum())) / n
     level = policy.alpha / max(1, m)
@@ -444,8 +428,8 @@ def run_level_regressions(records: Sequence[Mapping], policy: Policy) -> list[tu
     tested = [r for r in records if isinstance(r.get("regression"), Mapping)]
     if not tested:
         return []
-    adjusted = stats.false_discovery_control([r["regression"]["p_value"] for r in tested], method="bh")
-    return [(r["configuration"], float(q)) for r, q in zip(tested, adjusted)
+    adjusted = benjamini_hochberg([r["regression"]["p_value"] for r in tested])
+    return [(r["configuration"], q) for r, q in zip(tested, adjusted)
             if q <= policy.alpha and r["regression"]["rise"] >= policy.practical_margin - 1e-12]
 
 

@@ -16,6 +16,7 @@ import numbers
 from typing import Any, Iterable, Iterator, Mapping
 
 from harness.attack import registry as attack_registry
+from harness.stats import wilson_interval
 
 from harness.zoo.base import NATIVE_RUNTIMES
 
@@ -242,8 +243,6 @@ def validate_records(records: Iterable[Mapping[str, Any]]) -> list[dict]:
     Adds ``config_id``, ``n_success`` and ``success_rate_ci`` ([low, high], Wilson 95%).
     Raises :class:`RecordError` (a ValueError) on the first invalid record or a duplicate id.
     """
-    from harness.report.stats import wilson_interval
-
     if isinstance(records, Mapping):
         raise RecordError("expected a list of records, found a single mapping")
     out, seen = [], {}

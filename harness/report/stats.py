@@ -52,9 +52,10 @@ from scipy import stats as _sp
 from harness.report.records import (ATTACK_NAMES, MODEL_NAMES, RUNTIME_NAMES, RecordError, axis_values, config_id,
                                     deployed_runtime, framework_name, identity, runtime_axis, runtime_order, sort_key,
                                     success_rate, validate_records)
+from harness.stats import (CONFIDENCE, McNemarResult, benjamini_hochberg, mcnemar_exact,  # noqa: F401 (public here)
+                           wilson_interval)
 
 ALPHA = 0.05
-CONFIDENCE = 0.95
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -79,45 +80,6 @@ def format_pp(diff: float | None) -> str:
 
 def format_a(a: float | None) -> str:
     return "n/a" if a is None else f"{a:.3f}"
-
-
-# ----------------------------------------------------------------------------- Wilson
-def wilson_interval(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Wilson score interval for k successes out of n (SciPy's binomtest)."""
-    if isinstance(k, bool) or isinstance(n, bool) or int(k) != k or int(n) != n:
-        raise ValueError(f"wilson_interval needs integer counts, got k={k!r}, n={n!r}")
-    k, n = int(k), int(n)
-    if n <= 0 or not 0 <= k <= n:
-        raise ValueError(f"wilson_interval needs 0 <= k <= n and n > 0, got k={k}, n={n}")
-    ci = _sp.binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
-    low, high = float(ci.low), float(ci.high)
-    # Guard the last ulp: the interval must contain k/n and stay inside [0, 1].
-    rate = k / n
-    return max(0.0, min(low, rate)), min(1.0, max(high, rate))
-
-
-# ----------------------------------------------------------------------------- McNemar
-@dataclass(frozen=True)
-class McNemarResult:
-    b: int  # first misclassified (attack succeeded), second not
-    c: int  # second misclassified, first not
-    n: int  # paired samples
-    p_value: float
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def mcnemar_exact(first: Sequence[bool], second: Sequence[bool]) -> McNemarResult:
-    """McNemar's exact test on paired boolean outcomes (same samples, same order)."""
-    x = np.asarray(first, dtype=bool)
-    y = np.asarray(second, dtype=bool)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(f"mcnemar_exact needs two 1-d sequences of equal length, got {x.shape} and {y.shape}")
-    b = int(np.count_nonzero(x & ~y))
-    c = int(np.count_nonzero(~x & y))
-    p = 1.0 if b + c == 0 else float(_sp.binomtest(b, b + c, 0.5, alternative="two-sided").pvalue)
-    return McNemarResult(b, c, int(x.size), min(1.0, p))
 
 
 def paired_outcomes(first: Mapping[str, Any], second: Mapping[str, Any]) -> tuple[list[bool], list[bool]]:
@@ -237,15 +199,6 @@ def a_magnitude(a: float) -> str:
     return "large"
 
 
-def _bh(p_values: list[float | None]) -> list[float | None]:
-    """Benjamini-Hochberg adjusted p for the non-None entries (SciPy)."""
-    present = [p for p in p_values if p is not None]
-    if not present:
-        return list(p_values)
-    adjusted = iter(float(v) for v in _sp.false_discovery_control(present, method="bh"))
-    return [None if p is None else min(1.0, next(adjusted)) for p in p_values]
-
-
 # ----------------------------------------------------------------------------- per configuration
 def _index(records: Iterable[Mapping[str, Any]]) -> dict[tuple, Mapping[str, Any]]:
     """Records by identity: (framework, model, attack, quantization, platform, non-native runtime or None)."""
@@ -290,7 +243,7 @@ def compare_platforms(records: Iterable[Mapping[str, Any]], reference_platform: 
             ref = idx.get(key + (ref_q, reference_platform, None))
             if ref is not None:
                 out.append(_comparison("platform", rec, ref))
-    for c, p in zip(out, _bh([c["p_value"] for c in out])):
+    for c, p in zip(out, benjamini_hochberg([c["p_value"] for c in out])):
         c["p_value_bh"] = p
     return out
 
@@ -309,7 +262,7 @@ def compare_quantization(records: Iterable[Mapping[str, Any]], baseline: str = "
         ref = idx.get((rec["framework"], rec["model"], rec["attack"], baseline, rec["platform"], runtime_axis(rec)))
         if ref is not None:
             out.append(_comparison("quantization", rec, ref))
-    for c, p in zip(out, _bh([c["p_value"] for c in out])):
+    for c, p in zip(out, benjamini_hochberg([c["p_value"] for c in out])):
         c["p_value_bh"] = p
     return out
 
@@ -363,7 +316,7 @@ def compare_direct(records: Iterable[Mapping[str, Any]]) -> list[dict]:
                        difference=rate - ref_rate, n_paired=res.n if res else 0,
                        b=res.b if res else None, c=res.c if res else None, p_value=res.p_value if res else None)
         out.append(row)
-    for c, p in zip(out, _bh([c["p_value"] for c in out])):
+    for c, p in zip(out, benjamini_hochberg([c["p_value"] for c in out])):
         c["p_value_bh"] = p
     return out
 
@@ -462,7 +415,7 @@ def _framework_rows(records: Sequence[Mapping[str, Any]], platforms: Iterable[st
                      "n_paired": res.n, "success_rate_a": rate_x, "success_rate_b": rate_y,
                      "difference": rate_x - rate_y, "b": res.b, "c": res.c,
                      "discordant_fraction": (res.b + res.c) / res.n, "p_value": res.p_value})
-    for row, q in zip(rows, _bh([r["p_value"] for r in rows])):
+    for row, q in zip(rows, benjamini_hochberg([r["p_value"] for r in rows])):
         row["p_value_bh"] = q
     return rows
 
@@ -497,7 +450,7 @@ def compare_runtimes(records: Iterable[Mapping[str, Any]], alpha: float = ALPHA)
                                                              "platform")}, "runtime": None}),
                              runtime_order(r["framework"], [r["runtime_a"], r["runtime_b"]]).index(r["runtime_a"]),
                              r["runtime_a"], r["runtime_b"]))
-    for row, q in zip(rows, _bh([r["p_value"] for r in rows])):
+    for row, q in zip(rows, benjamini_hochberg([r["p_value"] for r in rows])):
         row["p_value_bh"] = q
     summary = []
     for pair in dict.fromkeys((r["framework"], r["runtime_a"], r["runtime_b"]) for r in rows):
@@ -595,7 +548,7 @@ def paired_summary(pairs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
             "mcnemar_b": res.b if res else None, "mcnemar_c": res.c if res else None,
             "mcnemar_p": res.p_value if res else None,
         })
-    for row, p in zip(rows, _bh([r["mcnemar_p"] for r in rows])):
+    for row, p in zip(rows, benjamini_hochberg([r["mcnemar_p"] for r in rows])):
         row["mcnemar_p_bh"] = p
     n = len(pairs)
     wil = paired_wilcoxon(x, y) if n else WilcoxonResult(0, 0, None, None, "too_few",

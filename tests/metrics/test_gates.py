@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scipy import stats
 
 from harness.metrics import gates as gating
 from harness.attack.profiles import load_profile
@@ -49,25 +48,7 @@ def _fooled(rate: float, n: int = 300, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random(n) < rate
 
 
-# -- statistics -------------------------------------------------------------------------------
-def test_mcnemar_is_the_exact_one_sided_binomial_on_discordant_pairs():
-    before = np.array([0] * 10 + [1] * 10, bool)
-    now = before.copy()
-    now[:7] = True   # 7 newly fooled
-    now[10:12] = False  # 2 no longer fooled
-    b, c, p = gating.mcnemar(now, before)
-    assert (b, c) == (7, 2)
-    assert p == pytest.approx(stats.binom.sf(6, 9, 0.5))  # P(X >= 7), X ~ Bin(9, 1/2)
-    assert gating.mcnemar(before, before) == (0, 0, 1.0)
-
-
-def test_wilson_lower_bound_is_scipys_one_sided_bound():
-    low = gating.wilson_lower(300, 300, 0.95)
-    assert 0.98 < low < 1.0
-    assert low == pytest.approx(stats.binomtest(300, 300).proportion_ci(0.90, method="wilson").low)
-    assert gating.wilson_lower(60, 60, 0.95) < low  # fewer samples, a wider interval
-
-
+# -- gates (the statistics themselves: tests/test_stats.py) ------------------------------------
 def test_unchanged_run_passes_every_gate_of_the_baseline_it_proposed():
     records = [_record("tensorflow-mobilenet_v2-fgsm-float-pc", _fooled(0.4)),
                _record("tensorflow-mobilenet_v2-fgsm-int8-mobile", _fooled(0.45),
