@@ -34,6 +34,8 @@ import os
 import posixpath
 import re
 import shlex
+import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -122,6 +124,56 @@ def choose_serial(requested: str | None = None, adb=None) -> str:
         raise DeviceChoiceError(f"{len(serials)} phones are attached ({', '.join(serials)}); choose one with "
                                 f"--device-serial SERIAL or ${SERIAL_ENV}")
     return serials[0]
+
+
+class AdbBroken(RuntimeError):
+    """adb is installed but unusable: its server cannot be started, or answers garbage."""
+
+
+def attached_devices() -> list[str]:
+    """Serials of phones the local ADB server sees (starting the server if adb is installed).
+
+    No adb tool or no ppadb: [] (no phone). An adb server that cannot be started, or one
+    that answers but not as an adb server: :class:`AdbBroken` naming the command or address
+    and what came back, so a broken adb is not reported as "no phone attached"."""
+    try:
+        from ppadb.client import Client  # noqa: F401
+    except ImportError:
+        return []
+    host, port = server_address()
+    if not listening(host, port):
+        if shutil.which("adb") is None:
+            return []
+        _start_adb_server()
+        if not listening(host, port):
+            raise AdbBroken(f"`adb start-server` succeeded but nothing listens on {host}:{port} "
+                            f"(${SERVER_PORT_ENV}={os.environ.get(SERVER_PORT_ENV, '')!r})")
+    try:
+        return [d.serial for d in client(host, port).devices()]
+    except Exception as exc:  # something listens there, but it is not an adb server that works
+        raise AdbBroken(f"the adb server at {host}:{port} does not answer `adb devices` as an adb server should "
+                        f"({type(exc).__name__}: {str(exc).strip()[:300]})") from None
+
+
+def listening(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _start_adb_server() -> None:
+    """`adb start-server`; AdbBroken naming the command and its output when it fails."""
+    try:
+        done = subprocess.run(["adb", "start-server"], capture_output=True, text=True, errors="replace", timeout=30)
+    except subprocess.TimeoutExpired:
+        raise AdbBroken("`adb start-server` did not finish in 30 s") from None
+    if done.returncode != 0:
+        output = (done.stdout + done.stderr).strip()[-1000:] or "(no output)"
+        raise AdbBroken(f"`adb start-server` ({shutil.which('adb')}) exited with status {done.returncode}: {output}")
 
 
 class AdbTransport:

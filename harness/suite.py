@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -468,7 +466,7 @@ def _may_ask_adb(config) -> bool:
 
         from android_harness import adb
 
-        return _listening(*adb.server_address())
+        return adb.listening(*adb.server_address())
     except Exception:
         return False
 
@@ -572,63 +570,13 @@ def start_virtual_phone(options: "RunOptions", key: str, share_with_first: bool 
         raise _PhoneSkip(f"virtual phone {key} did not start: {exc}") from None
 
 
-class AdbBroken(RuntimeError):
-    """adb is installed but unusable: its server cannot be started, or answers garbage."""
-
-
-def attached_devices() -> list[str]:
-    """Serials of phones the local ADB server sees (starting the server if adb is installed).
-
-    No adb tool or no ppadb: [] (no phone). An adb server that cannot be started, or one
-    that answers but not as an adb server: :class:`AdbBroken` naming the command or address
-    and what came back, so a broken adb is not reported as "no phone attached"."""
-    try:
-        from ppadb.client import Client  # noqa: F401
-    except ImportError:
-        return []
-    from android_harness import adb
-
-    host, port = adb.server_address()
-    if not _listening(host, port):
-        if shutil.which("adb") is None:
-            return []
-        _start_adb_server()
-        if not _listening(host, port):
-            raise AdbBroken(f"`adb start-server` succeeded but nothing listens on {host}:{port} "
-                            f"(${adb.SERVER_PORT_ENV}={os.environ.get(adb.SERVER_PORT_ENV, '')!r})")
-    try:
-        return [d.serial for d in adb.client(host, port).devices()]
-    except Exception as exc:  # something listens there, but it is not an adb server that works
-        raise AdbBroken(f"the adb server at {host}:{port} does not answer `adb devices` as an adb server should "
-                        f"({type(exc).__name__}: {str(exc).strip()[:300]})") from None
-
-
-def _listening(host: str, port: int) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection((host, port), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-def _start_adb_server() -> None:
-    """`adb start-server`; AdbBroken naming the command and its output when it fails."""
-    try:
-        done = subprocess.run(["adb", "start-server"], capture_output=True, text=True, errors="replace", timeout=30)
-    except subprocess.TimeoutExpired:
-        raise AdbBroken("`adb start-server` did not finish in 30 s") from None
-    if done.returncode != 0:
-        output = (done.stdout + done.stderr).strip()[-1000:] or "(no output)"
-        raise AdbBroken(f"`adb start-server` ({shutil.which('adb')}) exited with status {done.returncode}: {output}")
-
-
 def attached_devices_or_skip_reason() -> tuple[list[str], str | None]:
     """(serials, None), or ([], why) when adb is broken: device cases then skip saying so."""
+    from android_harness import adb
+
     try:
-        return attached_devices(), None
-    except AdbBroken as exc:
+        return adb.attached_devices(), None
+    except adb.AdbBroken as exc:
         return [], f"adb is installed but broken: {exc}"
 
 

@@ -15,6 +15,7 @@ import pytest
 from harness.attack.profiles import load_profile
 from harness.metrics import gates as gating
 from harness.study import Configuration, matrix
+from tests.android_harness.test_adb_server import _fake_adb, private_adb_port  # noqa: F401  (a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ATTACKS = load_profile("default").attack_names
@@ -136,10 +137,10 @@ def test_a_case_that_raises_is_recorded_and_reported_as_an_error(tmp_path):
 def test_device_cases_skip_with_one_line_when_no_phone_is_attached(tmp_path, private_adb_port):
     """On an adb server of its own (a private port), which sees no phone whatever is plugged
     into this machine or the session's virtual phone."""
-    from harness import suite
+    from android_harness import adb
 
     try:
-        assert suite.attached_devices() == []  # starts the private server, if adb is installed
+        assert adb.attached_devices() == []  # starts the private server, if adb is installed
         result = _pytest("-m", "device", "--virtual-phone", "never", "-rs", tmp_path=tmp_path)
     finally:
         if shutil.which("adb"):
@@ -240,82 +241,7 @@ def test_more_samples_than_the_eligible_pool_fails_each_case_with_one_line(tmp_p
     assert result.stdout.count("candidates right") == 6  # the six models classified the pool once, not per case
 
 
-# -- a broken adb is not "no phone" -----------------------------------------------------------------
-def _unused_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def private_adb_port(monkeypatch):
-    """A port no adb server listens on, for this test only (the machine's server on 5037 is left alone)."""
-    port = _unused_port()
-    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(port))
-    return port
-
-
-def _fake_adb(directory: Path) -> Path:
-    """An `adb` that fails the way a broken install does: exit 1 with a message."""
-    directory.mkdir(exist_ok=True)
-    script = directory / "adb"
-    script.write_text("#!/bin/sh\necho \"adb: $* failed: could not install *smartsocket* listener\" >&2\nexit 1\n")
-    script.chmod(0o755)
-    return directory
-
-
-def test_adb_that_cannot_start_its_server_is_an_error_naming_the_command(tmp_path, monkeypatch, private_adb_port):
-    from harness import suite
-
-    monkeypatch.setenv("PATH", f"{_fake_adb(tmp_path / 'bin')}{os.pathsep}{os.environ['PATH']}")
-    with pytest.raises(suite.AdbBroken, match=re.escape(
-            f"`adb start-server` ({tmp_path / 'bin' / 'adb'}) exited with status 1: "
-            "adb: start-server failed: could not install *smartsocket* listener")):
-        suite.attached_devices()
-
-
-def test_no_adb_installed_means_no_phone(tmp_path, monkeypatch, private_adb_port):
-    from harness import suite
-
-    (tmp_path / "empty").mkdir()
-    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    assert suite.attached_devices() == []
-
-
-def test_a_server_that_answers_garbage_is_an_error_naming_its_address(private_adb_port):
-    import socket
-    import threading
-
-    from harness import suite
-
-    server = socket.create_server(("127.0.0.1", private_adb_port))
-
-    def answer_garbage():
-        for _ in range(2):  # the liveness probe, then ppadb's request
-            conn, _ = server.accept()
-            with conn:
-                conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
-
-    thread = threading.Thread(target=answer_garbage, daemon=True)
-    thread.start()
-    try:
-        with pytest.raises(suite.AdbBroken, match=re.escape(
-                f"the adb server at 127.0.0.1:{private_adb_port} does not answer `adb devices` as an adb server should")):
-            suite.attached_devices()
-    finally:
-        server.close()
-
-
-def test_bad_adb_server_port_variable_is_refused(monkeypatch):
-    from android_harness import adb
-
-    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", "50x37")
-    with pytest.raises(adb.AdbError, match=r"\$ANDROID_ADB_SERVER_PORT must be a TCP port number \(1-65535\), got '50x37'"):
-        adb.server_address()
-
-
+# -- a broken adb is not "no phone" (the adb plumbing itself: tests/android_harness/test_adb_server.py)
 def test_device_cases_skip_saying_adb_is_broken(tmp_path, private_adb_port):
     env = {**os.environ, "PATH": f"{_fake_adb(tmp_path / 'bin')}{os.pathsep}{os.environ['PATH']}",
            "ANDROID_ADB_SERVER_PORT": str(private_adb_port), "COLUMNS": "400"}
