@@ -153,10 +153,8 @@ def platform_identity(runtime) -> dict:
 def _host_versions(runtime) -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
-    names = {"LiteRTRuntime": ("ai-edge-litert",), "TorchLiteRuntime": ("torch",), "TorchPCRuntime": ("torch",),
-             "KerasPCRuntime": ("tensorflow-cpu", "keras")}.get(type(runtime).__name__, ())
     out = {"numpy": np.__version__}
-    for name in names:
+    for name in runtime.version_packages:  # the runtime class's own (ExecuTorch's: none yet)
         try:
             out[name] = version(name)
         except PackageNotFoundError:

@@ -27,6 +27,8 @@ from harness.convert.base import (
     register_converter,
 )
 from harness.convert.weights import module_digest, zoo_model_from_module
+# The built-in converters: each module registers its own (the native ones first).
+from harness.convert import tflite, torch_mobile, torch_litert, executorch  # noqa: E402,F401,I001
 
 __all__ = [
     "CONVERTER_SOURCES", "NATIVE_FORMATS", "QUANTIZATIONS", "ConversionError", "MobileArtifact", "calibration_inputs",

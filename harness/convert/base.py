@@ -20,6 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
+from harness.axes import runtimes
 from harness.cache import Artifact, ArtifactCache, source_digest
 from harness.data.dataset import ImageDataset
 from harness.zoo.base import ModelSpec, ZooModel
@@ -99,11 +100,12 @@ class MobileArtifact:
         }
 
 
-# Converters by (framework, format): one framework may have several (PyTorch -> .ptl and
+# Converters by (framework, format), each registered by its own module (the package's __init__
+# imports the built-in ones; this module imports none of them). One framework may have several (PyTorch -> .ptl and
 # PyTorch -> .tflite), so a second one for a framework sits beside the first, never over it.
 _CONVERTERS: dict[tuple[str, str], Converter] = {}
-# The format a framework's models convert to when none is named (the paper's pairing).
-NATIVE_FORMATS = {"tensorflow": "tflite", "pytorch": "ptl"}
+# The format a framework's models convert to when none is named: its native runtime's (a view).
+NATIVE_FORMATS = runtimes.view(lambda: {f: k.format for k in runtimes.RUNTIMES for f in k.native_for})  # alias: remove
 
 
 def register_converter(converter: Converter) -> None:
@@ -112,33 +114,19 @@ def register_converter(converter: Converter) -> None:
 
 def native_format(framework: str) -> str:
     try:
-        return NATIVE_FORMATS[framework]
-    except KeyError:
+        return runtimes.native(framework).format
+    except runtimes.UnknownName:
         raise ConversionError(f"no native mobile format for framework {framework!r}; have {sorted(NATIVE_FORMATS)}") from None
 
 
 def converter_for(framework: str, format: str | None = None) -> Converter:
     """The converter from ``framework`` to ``format`` (None: the framework's native format)."""
-    if not _CONVERTERS:
-        _register_builtin()
     fmt = format if format is not None else native_format(framework)
     try:
         return _CONVERTERS[(framework, fmt)]
     except KeyError:
         have = ", ".join(f"{f} -> .{x}" for f, x in sorted(_CONVERTERS))
         raise ConversionError(f"no converter from {framework!r} to {fmt!r}; have {have}") from None
-
-
-def _register_builtin() -> None:
-    from harness.convert.executorch import ExecuTorchConverter
-    from harness.convert.tflite import TFLiteConverter
-    from harness.convert.torch_litert import LiteRTTorchConverter
-    from harness.convert.torch_mobile import TorchMobileConverter
-
-    register_converter(TFLiteConverter())
-    register_converter(TorchMobileConverter())
-    register_converter(LiteRTTorchConverter())
-    register_converter(ExecuTorchConverter())
 
 
 def calibration_options(spec: ModelSpec, n_calibration: int, batch: int) -> dict:

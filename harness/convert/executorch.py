@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.convert.base import ConversionError, calibration_options
+from harness.convert.base import ConversionError, calibration_options, register_converter
 from harness.convert.child import child_main, hand_over_module, run_child, stage
 from harness.zoo.base import ModelSpec, ZooModel
 
@@ -130,6 +130,9 @@ class ExecuTorchConverter:
                                   f"[{io['max_batch']}, {spec.num_classes}] ({written})")
         return {"conversion_seconds": round(time.perf_counter() - start, 3), "io": io,
                 "delegation": facts.pop("delegation"), "batch": facts.pop("batch"), "child": facts}
+
+
+register_converter(ExecuTorchConverter())
 
 
 # -- the child (never imports TensorFlow) ------------------------------------------------------------

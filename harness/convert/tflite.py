@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.convert.base import ConversionError
+from harness.convert.base import ConversionError, register_converter
 from harness.frameworks import import_tensorflow
 from harness.zoo.base import ModelSpec, ZooModel
 
@@ -97,3 +97,6 @@ class TFLiteConverter:
         seconds = time.perf_counter() - start
         (Path(out_dir) / filename).write_bytes(flatbuffer)
         return {"converter_settings": effective, "conversion_seconds": round(seconds, 3)}
+
+
+register_converter(TFLiteConverter())

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.convert.base import ConversionError, calibration_options
+from harness.convert.base import ConversionError, calibration_options, register_converter
 from harness.convert.child import child_main, hand_over_module, run_child
 from harness.zoo.base import ModelSpec, ZooModel
 
@@ -113,6 +113,9 @@ class LiteRTTorchConverter:
                     f"expected {options[f'inference_{role}_type']} ({written})"
                 )
         return {"conversion_seconds": round(time.perf_counter() - start, 3), "io": io, "child": facts}
+
+
+register_converter(LiteRTTorchConverter())
 
 
 def _io_details(path: Path, spec: ModelSpec, quantization: str) -> dict:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.convert.base import ConversionError, calibration_options
+from harness.convert.base import ConversionError, calibration_options, register_converter
 from harness.frameworks import import_torch
 from harness.zoo.base import ModelSpec, ZooModel
 
@@ -147,3 +147,6 @@ class TorchMobileConverter:
         if quantization == "int8":
             extra["quantized_state"] = QUANTIZED_STATE
         return extra
+
+
+register_converter(TorchMobileConverter())

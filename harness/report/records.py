@@ -18,7 +18,8 @@ from typing import Any, Iterable, Iterator, Mapping
 from harness.attack import registry as attack_registry
 from harness.stats import wilson_interval
 
-from harness.zoo.base import NATIVE_RUNTIMES
+from harness.axes import runtimes as runtime_axis_registry
+from harness.axes.runtimes import NATIVE_RUNTIMES
 
 IDENTITY_FIELDS = ("framework", "model", "attack", "quantization", "platform")
 
@@ -275,14 +276,11 @@ def deployed_runtime(record: Mapping[str, Any]) -> str | None:
     return record.get("runtime") or NATIVE_RUNTIMES.get(record.get("framework"))
 
 
-RUNTIME_NAMES = {"litert": "LiteRT (.tflite)", "torch_lite": "lite interpreter (.ptl)",
-                 "executorch": "ExecuTorch (.pte)"}
+RUNTIME_NAMES = runtime_axis_registry.view(lambda: {k.name: k.title for k in runtime_axis_registry.RUNTIMES})  # each runtime's title
 
 
 def runtime_order(framework: str, runtimes: Iterable[str]) -> list[str]:
-    """The framework's native runtime first, then the known runtimes in RUNTIME_FORMATS order, then the rest."""
-    from harness.zoo.base import RUNTIME_FORMATS
-
-    known = list(RUNTIME_FORMATS)
+    """The framework's native runtime first, then the registered runtimes in registry order, then the rest."""
+    known = list(runtime_axis_registry.RUNTIMES.names())
     native = NATIVE_RUNTIMES.get(framework)
     return sorted(set(runtimes), key=lambda r: (r != native, known.index(r) if r in known else len(known), r))

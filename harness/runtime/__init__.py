@@ -21,7 +21,7 @@ from harness.runtime.base import (
     RuntimeRequest,
     UnsupportedConfiguration,
 )
-from harness.runtime.registry import PLATFORMS, Platform, register_mobile_runtime, register_platform
+from harness.runtime.registry import PLATFORMS, Platform, register_platform
 from harness.zoo.base import ModelSpec, ZooModel
 
 QUANTIZATIONS = ("float", "int8")
@@ -56,5 +56,5 @@ def open_runtime(platform: str, model: ZooModel | None = None, artifact=None, *,
 __all__ = [
     "InputMismatchError", "ModelFileError", "NonFiniteLogits", "PLATFORMS", "PlatformUnavailable", "Platform", "QUANTIZATIONS", "Runtime",
     "RuntimeFailure", "RuntimeRequest", "UnsupportedConfiguration", "open_runtime",
-    "register_mobile_runtime", "register_platform",
+    "register_platform",
 ]

@@ -29,7 +29,7 @@ import threading
 
 from harness.cache import ArtifactCache
 from harness.runtime.base import PlatformUnavailable, Runtime, RuntimeRequest, UnsupportedConfiguration
-from harness.runtime.remote import FAMILIES, RunnerBackend, RunnerRuntime
+from harness.runtime.remote import RunnerBackend, RunnerRuntime, runner_family
 
 BUNDLE_ENV = "HARNESS_BUNDLE_VARIANT"
 _BACKENDS: dict[tuple, RunnerBackend] = {}
@@ -81,7 +81,7 @@ class Arm64Platform:
                 "pass the artefact from harness.convert.convert(...)")
         chosen = backend(request.options.get("cache"), request.options.get("bundle"), request.options.get("log"))
         fmt = request.model_file().suffix.lstrip(".")
-        family = FAMILIES.get(fmt)
+        family = runner_family(fmt)
         if family is not None and family not in chosen.transport.bundle.families:
             raise PlatformUnavailable(f"{request.model_file()}: the {chosen.transport.bundle.variant} bundle has no "
                                       f"{family} runtime; use the full bundle")

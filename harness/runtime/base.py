@@ -131,6 +131,7 @@ class Runtime(ABC):
     resolver: str | None = None  # LiteRT op resolver; None where the notion does not apply
     engine: str | None = None  # e.g. PyTorch's quantized engine
     default_batch_size: int = 250
+    version_packages: tuple[str, ...] = ()  # distributions whose versions a direct attack's facts record
     batch_plan: BatchPlan | None = None  # set by runtimes that run a model file's batches themselves
 
     def __init__(self, request: RuntimeRequest, model_path: Path | None = None):

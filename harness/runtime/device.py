@@ -12,7 +12,7 @@ import threading
 
 from harness.cache import ArtifactCache
 from harness.runtime.base import PlatformUnavailable, Runtime, RuntimeRequest, UnsupportedConfiguration
-from harness.runtime.remote import FAMILIES, RunnerBackend, RunnerRuntime
+from harness.runtime.remote import RunnerBackend, RunnerRuntime, runner_family
 
 _BACKENDS: dict[tuple, RunnerBackend] = {}
 _LOCK = threading.Lock()
@@ -52,7 +52,7 @@ class DevicePlatform:
             raise UnsupportedConfiguration(f"{request.spec.id}: the device platform runs a converted model file")
         chosen = backend(request.options.get("cache"), request.options.get("serial"), request.options.get("bundle"),
                          request.options.get("log"))
-        family = FAMILIES.get(request.model_file().suffix.lstrip("."))
+        family = runner_family(request.model_file().suffix.lstrip("."))
         if family is not None and family not in chosen.transport.bundle.families:
             raise PlatformUnavailable(f"{request.model_file()}: the {chosen.transport.bundle.variant} bundle has no "
                                       f"{family} runtime; use the full bundle")

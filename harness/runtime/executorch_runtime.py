@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.frameworks import import_torch
+from harness.axes.runtimes import RUNTIMES, RuntimeKind
 from harness.runtime.base import BatchPlan, InputMismatchError, ModelFileError, Runtime, RuntimeRequest, Timer
 from harness.runtime.verify import verify_model_file
 
@@ -146,3 +147,30 @@ class ExecuTorchRuntime(Runtime):
     def close(self) -> None:
         self._method = None
         self._program = None
+
+
+def check_load(path: str, settings: dict) -> None:
+    from harness.frameworks import import_torch
+
+    torch = import_torch()
+    from executorch.runtime import Runtime
+
+    method = Runtime.get().load_program(path).load_method("forward")  # it logs why it refuses to stderr
+    if settings["input_shape"]:
+        shape = list(settings["input_shape"])
+        try:
+            try:
+                method.execute([torch.zeros(shape)])
+            except RuntimeError:  # a program exported at a static batch N takes N images, not one
+                planned = list(method.metadata.input_tensor_meta(0).sizes())
+                if len(planned) != len(shape) or planned[0] in (shape[0], 0) or planned[1:] != shape[1:]:
+                    raise
+                method.execute([torch.zeros(planned)])
+        except Exception as exc:
+            raise RuntimeError(f"it loads, but a call on zeros of shape {tuple(settings['input_shape'])} fails: "
+                               f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
+
+
+KIND = RUNTIMES.register(RuntimeKind(
+    "executorch", "pte", "ExecuTorch (.pte)", "ExecuTorch", "executorch", open=ExecuTorchRuntime,
+    check_load=check_load, runner_family="executorch", versions=executorch_versions))

@@ -28,6 +28,8 @@ def tensorflow_threads(requested: int | None) -> int | None:
 
 
 class KerasPCRuntime(Runtime):
+    version_packages = ("tensorflow-cpu", "keras")
+
     def __init__(self, request: RuntimeRequest):
         if request.model is None:
             raise UnsupportedConfiguration(f"{request.spec.id}: the pc platform needs the PC model (ZooModel)")

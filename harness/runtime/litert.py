@@ -16,11 +16,13 @@ parameters, so bring-your-own fully-int8 models also run.
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 
 from android_harness.runner import JobError, litert_batches
+from harness.axes.runtimes import RUNTIMES, RuntimeKind
 from harness.runtime.base import BatchPlan, InputMismatchError, ModelFileError, Runtime, RuntimeRequest, Timer
 from harness.runtime.verify import verify_model_file
 
@@ -68,6 +70,7 @@ class LiteRTRuntime(Runtime):
     # Per image, batches of 32-64 ran fastest here; 250 was up to 40% slower (the
     # activations of a large batch fall out of cache). Results do not depend on it.
     default_batch_size = 64
+    version_packages = ("ai-edge-litert",)
 
     def __init__(self, request: RuntimeRequest):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -159,3 +162,21 @@ class LiteRTRuntime(Runtime):
 
     def close(self) -> None:
         self.interpreter = None
+
+
+def check_load(path: str, settings: dict) -> None:
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(model_path=path, num_threads=1,
+                              experimental_op_resolver_type=getattr(OpResolverType, settings["resolver"]))
+    interpreter.allocate_tensors()
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+    interpreter.invoke()
+
+
+KIND = RUNTIMES.register(RuntimeKind(
+    "litert", "tflite", "LiteRT (.tflite)", "LiteRT", "ai-edge-litert", open=LiteRTRuntime, check_load=check_load,
+    native_for=("tensorflow",), runner_family="litert",
+    versions=lambda: {"litert": version("ai-edge-litert"), "numpy": np.__version__}))

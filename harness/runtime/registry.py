@@ -11,8 +11,9 @@ phone over ADB. Later platforms and formats register here; callers only name the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
+from harness.axes import runtimes
 from harness.runtime.base import ModelFileError, Runtime, RuntimeRequest, UnsupportedConfiguration
 
 
@@ -37,29 +38,6 @@ class PCPlatform:
         raise UnsupportedConfiguration(f"pc platform: unknown framework {request.spec.framework!r}")
 
 
-def _litert(request: RuntimeRequest) -> Runtime:
-    from harness.runtime.litert import LiteRTRuntime
-
-    return LiteRTRuntime(request)
-
-
-def _torch_lite(request: RuntimeRequest) -> Runtime:
-    from harness.runtime.torch_runtime import TorchLiteRuntime
-
-    return TorchLiteRuntime(request)
-
-
-def _executorch(request: RuntimeRequest) -> Runtime:
-    from harness.runtime.executorch_runtime import ExecuTorchRuntime
-
-    return ExecuTorchRuntime(request)
-
-
-# model file format -> runtime on this host
-MOBILE_RUNTIMES: dict[str, Callable[[RuntimeRequest], Runtime]] = {"tflite": _litert, "ptl": _torch_lite,
-                                                                   "pte": _executorch}
-
-
 def artifact_format(artifact) -> str:
     if isinstance(artifact, (str, Path)):
         return Path(artifact).suffix.lstrip(".")
@@ -76,9 +54,10 @@ class MobilePlatform:
                 "from harness.convert.convert(...) or a .tflite/.ptl/.pte path"
             )
         fmt = artifact_format(request.artifact)
-        if fmt not in MOBILE_RUNTIMES:
-            raise ModelFileError(f"{request.model_file()}: no mobile runtime for format {fmt!r}; have {sorted(MOBILE_RUNTIMES)}")
-        return MOBILE_RUNTIMES[fmt](request)
+        if fmt not in runtimes.formats():
+            raise ModelFileError(f"{request.model_file()}: no mobile runtime for format {fmt!r}; "
+                                 f"have {sorted(runtimes.formats())}")
+        return runtimes.by_format(fmt).open(request)
 
 
 PLATFORMS: dict[str, Platform] = {}
@@ -94,10 +73,6 @@ def check_available(name: str) -> None:
 
 def register_platform(platform: Platform) -> None:
     PLATFORMS[platform.name] = platform
-
-
-def register_mobile_runtime(fmt: str, factory: Callable[[RuntimeRequest], Runtime]) -> None:
-    MOBILE_RUNTIMES[fmt] = factory
 
 
 def _arm64() -> Platform:

@@ -35,6 +35,7 @@ from typing import Callable
 
 import numpy as np
 
+from harness.axes import runtimes
 from harness.cache import ArtifactCache, file_sha256
 from harness.runtime.base import (
     InputMismatchError,
@@ -46,7 +47,6 @@ from harness.runtime.base import (
 )
 
 RUNNER_PATH = Path(__file__).resolve().parents[2] / "android_harness" / "runner.py"
-FAMILIES = {"tflite": "litert", "ptl": "torch", "pte": "executorch"}
 KIND = "runner-logits"
 # Serve mode's frames (android_harness/serve.py): tag + uint32 length; IMGS: n, h, w, c;
 # LOGT: n, classes, pid, batch number, inference seconds.
@@ -58,6 +58,17 @@ LOGIT_HEADER = struct.Struct("<IIIId")
 # ExecuTorch: float 455 vs int8 57 ms/image (mini mobilenet_v2, XNNPACK, batch 5).
 RELATIVE_COST = {("litert", "float"): 14.0, ("litert", "int8"): 1.0, ("torch", "float"): 44.0, ("torch", "int8"): 1.4,
                  ("executorch", "float"): 8.0, ("executorch", "int8"): 1.0}
+
+
+def runner_formats() -> tuple[str, ...]:
+    """The model file formats the runner runs (a runtime with a runner family)."""
+    return tuple(k.format for k in runtimes.RUNTIMES if k.runner_family is not None)
+
+
+def runner_family(fmt: str) -> str | None:
+    """The runtime family that runs ``fmt`` files in the runner (None: no runtime runs them there)."""
+    kind = runtimes.RUNTIMES.find(lambda k: k.format == fmt)
+    return None if kind is None else kind.runner_family
 
 
 class RemoteJobError(RuntimeFailure):
@@ -96,7 +107,7 @@ class JobRequest:
 
     @property
     def family(self) -> str:
-        return FAMILIES[self.format]
+        return runtimes.by_format(self.format).runner_family
 
     def settings(self) -> dict:
         return {"model_sha256": self.model_sha256, "format": self.format, "quantization": self.quantization,
@@ -277,8 +288,8 @@ class RunnerRuntime(Runtime):
             raise ModelFileError(f"{path}: model file not found")
         self.backend = backend
         self.format = Path(path).suffix.lstrip(".")
-        if self.format not in FAMILIES:
-            raise ModelFileError(f"{path}: the runner runs {sorted(FAMILIES)} files, not {self.format!r}")
+        if self.format not in runner_formats():
+            raise ModelFileError(f"{path}: the runner runs {sorted(runner_formats())} files, not {self.format!r}")
         if self.format == "tflite":
             from harness.runtime.litert import resolver_name
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from harness.convert.torch_mobile import ENGINE, QUANTIZED_STATE, quantized_engine, quantized_module, quiet_deprecations
 from harness.frameworks import import_torch
+from harness.axes.runtimes import RUNTIMES, RuntimeKind
 from harness.runtime.base import BatchPlan, ModelFileError, Runtime, RuntimeRequest, Timer, UnsupportedConfiguration
 from harness.runtime.verify import verify_model_file
 from harness.zoo.frameworks import channels_last
@@ -44,6 +45,7 @@ def logits_tensor(output):
 
 
 class _TorchRuntime(Runtime):
+    version_packages = ("torch",)
     # "channels_last" for the PC float model (see harness.zoo.frameworks.channels_last);
     # quantized and lite-interpreter models get the contiguous NCHW tensor an app feeds.
     memory_format = "contiguous"
@@ -152,3 +154,30 @@ class TorchLiteRuntime(_TorchRuntime):
         if plan is None:  # the load-time probes
             return super()._infer(batch)
         return plan.run(super()._infer, batch, str(self.model_path))
+
+
+def check_load(path: str, settings: dict) -> None:
+    from harness.frameworks import import_torch
+
+    torch = import_torch()
+    from torch.jit.mobile import _load_for_lite_interpreter
+
+    if settings["engine"]:
+        torch.backends.quantized.engine = settings["engine"]
+    module = _load_for_lite_interpreter(path)
+    if settings["input_shape"]:
+        try:
+            with torch.inference_mode():
+                module(torch.zeros(settings["input_shape"]))
+        except Exception as exc:
+            raise RuntimeError(f"it loads, but a call on zeros of shape {tuple(settings['input_shape'])} fails: "
+                               f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
+
+
+def _torch_versions() -> dict:
+    return {"torch": import_torch().__version__, "numpy": np.__version__}
+
+
+KIND = RUNTIMES.register(RuntimeKind(
+    "torch_lite", "ptl", "lite interpreter (.ptl)", "the PyTorch lite interpreter", "torch", open=TorchLiteRuntime,
+    check_load=check_load, native_for=("pytorch",), runner_family="torch", versions=_torch_versions))

@@ -26,11 +26,9 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from harness.axes import runtimes
 from harness.runtime.base import ModelFileError
 
-FORMATS = ("tflite", "ptl", "pte")
-PACKAGES = {"tflite": "ai-edge-litert", "ptl": "torch", "pte": "executorch"}  # whose version decides a verdict
-INTERPRETERS = {"tflite": "LiteRT", "ptl": "the PyTorch lite interpreter", "pte": "ExecuTorch"}
 OK_LINE = "VERIFY-OK"
 TIMEOUT_S = 300
 STDERR_TAIL = 1500
@@ -51,8 +49,8 @@ def verify_model_file(path, fmt: str | None = None, *, resolver: str = "AUTO", i
     """
     path = Path(path)
     fmt = fmt or path.suffix.lstrip(".")
-    if fmt not in FORMATS:
-        raise ModelFileError(f"{path}: cannot verify a {fmt!r} model file; formats: {list(FORMATS)}")
+    if fmt not in runtimes.formats():
+        raise ModelFileError(f"{path}: cannot verify a {fmt!r} model file; formats: {list(runtimes.formats())}")
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found")
     settings = {"format": fmt, "resolver": resolver, "input_shape": list(input_shape) if input_shape else None,
@@ -79,7 +77,7 @@ def _verdict_key(path: Path, settings: dict) -> str:
     """What decides the verdict: the file's bytes, the settings, and the interpreter's version."""
     from harness.cache import file_sha256
 
-    package = PACKAGES[settings["format"]]
+    package = runtimes.by_format(settings["format"]).package  # whose version decides a verdict
     try:
         runtime_version = version(package)
     except PackageNotFoundError:
@@ -126,70 +124,16 @@ def _describe_failure(done: subprocess.CompletedProcess) -> str:
     return f"the verifying child exited with status {done.returncode}; its stderr ends: {tail}"
 
 
-# -- the child --------------------------------------------------------------------------------------
-def _load_tflite(path: str, settings: dict) -> None:
-    import numpy as np
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    interpreter = Interpreter(model_path=path, num_threads=1,
-                              experimental_op_resolver_type=getattr(OpResolverType, settings["resolver"]))
-    interpreter.allocate_tensors()
-    for detail in interpreter.get_input_details():
-        interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
-    interpreter.invoke()
-
-
-def _load_ptl(path: str, settings: dict) -> None:
-    from harness.frameworks import import_torch
-
-    torch = import_torch()
-    from torch.jit.mobile import _load_for_lite_interpreter
-
-    if settings["engine"]:
-        torch.backends.quantized.engine = settings["engine"]
-    module = _load_for_lite_interpreter(path)
-    if settings["input_shape"]:
-        try:
-            with torch.inference_mode():
-                module(torch.zeros(settings["input_shape"]))
-        except Exception as exc:
-            raise RuntimeError(f"it loads, but a call on zeros of shape {tuple(settings['input_shape'])} fails: "
-                               f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
-
-
-def _load_pte(path: str, settings: dict) -> None:
-    from harness.frameworks import import_torch
-
-    torch = import_torch()
-    from executorch.runtime import Runtime
-
-    method = Runtime.get().load_program(path).load_method("forward")  # it logs why it refuses to stderr
-    if settings["input_shape"]:
-        shape = list(settings["input_shape"])
-        try:
-            try:
-                method.execute([torch.zeros(shape)])
-            except RuntimeError:  # a program exported at a static batch N takes N images, not one
-                planned = list(method.metadata.input_tensor_meta(0).sizes())
-                if len(planned) != len(shape) or planned[0] in (shape[0], 0) or planned[1:] != shape[1:]:
-                    raise
-                method.execute([torch.zeros(planned)])
-        except Exception as exc:
-            raise RuntimeError(f"it loads, but a call on zeros of shape {tuple(settings['input_shape'])} fails: "
-                               f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
-
-
-LOADERS = {"tflite": _load_tflite, "ptl": _load_ptl, "pte": _load_pte}
-
-
+# -- the child: each runtime's own check_load (its RuntimeKind) ---------------------------------------
 def _child(argv: list[str]) -> int:
     path, settings = argv[0], json.loads(argv[1])
+    kind = runtimes.by_format(settings["format"])
     try:
-        LOADERS[settings["format"]](path, settings)
+        kind.check_load(path, settings)
     except Exception as exc:  # the message is the verdict; the parent names the file
         text = str(exc).strip()
         first = " ".join(text.split())[:500] if text else type(exc).__name__
-        interpreter = INTERPRETERS[settings["format"]]
+        interpreter = kind.interpreter
         print(f"VERIFY-ERROR {interpreter} cannot load this model ({type(exc).__name__}: {first})", flush=True)
         return 3
     print(OK_LINE, flush=True)

@@ -15,7 +15,7 @@ from harness.cache import ArtifactCache
 from harness.convert import convert, zoo_model_from_module
 from harness.data.preprocessing import normalization_for
 from harness.runtime import ModelFileError, open_runtime
-from harness.runtime.registry import MOBILE_RUNTIMES
+from harness.axes.runtimes import formats as runtime_formats
 from harness.zoo.base import ModelSpec
 from tests.convert import support
 from tests.convert.test_executorch import pte_artifact
@@ -68,7 +68,7 @@ def test_the_runtime_sets_and_records_its_threads():
 
 
 def test_pte_files_run_in_executorch_on_the_mobile_platform_also_as_a_plain_path():
-    assert "pte" in MOBILE_RUNTIMES
+    assert "pte" in runtime_formats()
     path = pte_artifact("mobilenet_v2", "float").path
     images = support.evaluation().images[:5]
     with _runtime("float") as from_artifact, _runtime("float", artifact=str(path)) as from_path:
