@@ -28,6 +28,7 @@ th{background:#f2f2f2}td.l,th.l{text-align:left}
 tr.fail td{background:#fde8e8}tr:target td{background:#fff6c2}
 .pass{color:#0a7a0a;font-weight:600}.fail-word{color:#b00000;font-weight:600}
 .answer{background:#f7f9fc;border-left:4px solid #3b73b9;padding:.5em .8em;margin:.6em 0}
+.verdicts{background:#f7f9fc;border-left:4px solid #3b73b9;padding:.5em .8em .5em 2em;margin:.6em 0;font-size:1.05em}
 figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.85em;color:#444}code{font-size:.95em}.small{font-size:.8em;color:#555}
 a{color:#1a4f9c;text-decoration:none}a:hover{text-decoration:underline}
@@ -145,7 +146,8 @@ def recorded_facts(records: Sequence[Mapping[str, Any]], field: str) -> dict[str
 
 
 # ----------------------------------------------------------------------------- sections
-def _header(run_info: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> str:
+def _run_table(run_info: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> str:
+    """The run in one table: name, date, zoo, profile and how many configurations passed."""
     run = run_info.get("run", "")
     date = run_info.get("date") or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     profile = run_info.get("profile") or {}
@@ -158,13 +160,18 @@ def _header(run_info: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -
             ["configurations", f"{len(records)} ({counts}" + (f", {len(ungated)} not gated)" if ungated else ")")]]
     if failed:
         rows.append(["failed", ", ".join(_link(r["config_id"]) for r in failed)])
+    return '<h2 id="run">Run</h2>' + _table(["", ""], [[escape(k), v] for k, v in rows], left=2)
+
+
+def _provenance(run_info: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> str:
+    """Where the numbers came from: the profile, the library versions, the environment, the rest of run.json."""
+    profile = run_info.get("profile") or {}
     extra = {k: v for k, v in run_info.items()
              if k not in ("run", "date", "zoo", "profile", "versions", "environment",
                           "errors")}  # errors: their own tables (Errors, Conversion failures)
-    out = [f"<h1>On-device robustness report{(': ' + escape(str(run))) if run else ''}</h1>",
-           _table(["", ""], [[escape(k), v] for k, v in rows], left=2)]
-    out.append("<details open><summary>Profile</summary>" +
-               (_mapping_table(profile) if isinstance(profile, Mapping) else escape(str(profile))) + "</details>")
+    out = ['<h2 id="provenance">Provenance</h2>',
+           "<details open><summary>Profile</summary>" +
+           (_mapping_table(profile) if isinstance(profile, Mapping) else escape(str(profile))) + "</details>"]
     notes = {"versions": "From the records: the PC framework and the attack libraries that made each "
                          "adversarial set, the converter that wrote each mobile file, the runtime that ran it.",
              "environment": "From the records: the runtimes' settings and the machine that measured them."}
@@ -175,6 +182,44 @@ def _header(run_info: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -
     if extra:
         out.append("<details><summary>Other run information</summary>" + _mapping_table(extra) + "</details>")
     return "\n".join(out)
+
+
+# What a significant difference means, per question: (x higher, x lower, no significant difference).
+_VERDICT_WORDS = {
+    "rq1": ("{x} less robust than {y}", "{x} more robust than {y}", "{x} and {y} do not differ"),
+    "rq2": ("the {x} runtime is less robust than the PC framework", "the {x} runtime is more robust than the PC "
+            "framework", "the {x} runtime does not differ from the PC framework"),
+    "rq3": ("int8 is less robust than float", "int8 is more robust than float", "int8 does not differ from float"),
+}
+
+
+def verdict_line(rq: str, platform: str, s: Mapping[str, Any]) -> str:
+    """One short line: the question, the platform, the verdict across configurations and its evidence."""
+    head = f"{rq.upper()}, {platform}: "
+    if not s.get("n_pairs"):
+        return head + "no paired configurations in this run"
+    higher, lower, same = (w.format(x=s["x_label"], y=s["y_label"]) for w in _VERDICT_WORDS[rq])
+    p = s["wilcoxon"]["p_value"]
+    direction = s["median_difference"] or s["mean_difference"]
+    if p is None:
+        verdict = "too few pairs to test"
+    elif p < s["alpha"] and direction:
+        verdict = higher if direction > 0 else lower
+    else:
+        verdict = same
+    return (head + f"{verdict} (median {format_pp(s['median_difference'])}, Wilcoxon p={format_p(p)}; "
+            f"{s['mcnemar_significant_bh']} of {s['mcnemar_tested']} configurations significant)")
+
+
+def _verdicts(statistics: Mapping[str, Any]) -> str:
+    """The report's opening: one verdict line per research question and platform."""
+    lines = [f'<li><a href="#{rq}">{escape(verdict_line(rq, platform, s))}</a></li>'
+             for rq in ("rq1", "rq2", "rq3") for platform, s in (statistics.get(rq) or {}).items()]
+    if not lines:
+        lines = ["<li>No mobile or device configurations in this run: no research question to answer.</li>"]
+    return ('<ul id="verdicts" class="verdicts">' + "".join(lines) + "</ul>"
+            '<p class="small">Significant: Wilcoxon across configurations at \u03b1; configurations: McNemar '
+            "per configuration after Benjamini-Hochberg. The paragraphs, tables and provenance follow.</p>")
 
 
 def _linkify_ids(escaped_text: str, ids: Iterable[str]) -> str:
@@ -644,7 +689,8 @@ def render_html(records: Sequence[Mapping[str, Any]], statistics: Mapping[str, A
     ids = list(by_id)
     quant = statistics.get("quantization_comparisons") or []
     plat = statistics.get("platform_comparisons") or []
-    title = f"On-device robustness report {run_info.get('run', '')}".strip()
+    run = run_info.get("run", "")
+    title = f"On-device robustness report {run}".strip()
     host_vs_arm = _host_vs_arm_table(records)
     direct = _direct_table(statistics.get("direct_comparisons") or [])
     runtime = _runtime_section(statistics, records, figures, ids)
@@ -654,8 +700,11 @@ def render_html(records: Sequence[Mapping[str, Any]], statistics: Mapping[str, A
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
-        _header(run_info, records),
-        '<p class="small">Contents: <a href="#answers">answers</a> \u00b7 <a href="#figures">figures</a> \u00b7 '
+        f"<h1>On-device robustness report{(': ' + escape(str(run))) if run else ''}</h1>",
+        _verdicts(statistics),
+        _figures([f for f in figures if not f.key.startswith("fig-runtime-")]),
+        '<p class="small">Contents: <a href="#verdicts">verdicts</a> \u00b7 <a href="#figures">figures</a> \u00b7 '
+        '<a href="#run">run</a> \u00b7 <a href="#answers">answers</a> \u00b7 '
         '<a href="#inference-time">inference time</a> \u00b7 <a href="#generation-time">generation time</a> '
         '\u00b7 ' + ('<a href="#host-vs-arm">host vs ARM</a> \u00b7 ' if host_vs_arm else '') +
         ('<a href="#direct-vs-transfer">direct vs transferred</a> \u00b7 ' if direct else '') +
@@ -664,13 +713,14 @@ def render_html(records: Sequence[Mapping[str, Any]], statistics: Mapping[str, A
         ('<a href="#devices">devices</a> \u00b7 ' if devices else '') +
         ('<a href="#your-model-files">your model files</a> \u00b7 ' if user_models else '') +
         '<a href="#quantization-effect">quantization effect</a> \u00b7 <a href="#pc-vs-mobile">PC vs '
-        'mobile</a> \u00b7 <a href="#results">all configurations</a> \u00b7 <a href="#methods">methods</a></p>',
+        'mobile</a> \u00b7 <a href="#results">all configurations</a> \u00b7 <a href="#methods">methods</a> '
+        '\u00b7 <a href="#provenance">provenance</a></p>',
+        _run_table(run_info, records),
         _errors(run_info),
         conversion,
         user_models,
         _answers(statistics, ids),
         _summary_table(statistics),
-        _figures([f for f in figures if not f.key.startswith("fig-runtime-")]),
         runtime,
         _inference_tables(records),
         host_vs_arm,
@@ -689,6 +739,7 @@ def render_html(records: Sequence[Mapping[str, Any]], statistics: Mapping[str, A
         (_comparison_table(_with_ci(plat, by_id), "mobile", "PC") if plat else "<p>No PC/mobile pairs.</p>"),
         _results_table(records),
         _methods(statistics),
+        _provenance(run_info, records),
         "</body></html>",
     ]
     return "\n".join(p for p in parts if p) + "\n"

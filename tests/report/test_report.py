@@ -134,10 +134,23 @@ def test_versions_and_environment_come_from_the_records(tmp_path, records, run_i
     assert facts["attack.foolbox"] == "3.3.4"
     assert facts["framework.torch"] == "2.14.1 (27 of 54 configurations)"
     page = write_report(records, run_info, tmp_path / "r").report_html.read_text()
-    header = page[:page.index('id="answers"')]
-    assert "(none recorded)" not in header
+    provenance = page[page.index('id="provenance"'):]
+    assert "(none recorded)" not in provenance
     for text in ("runtime.litert", "2.0.2", "attack.foolbox", "Test CPU @ 2.0GHz", "Linux-test", "quantized_engine"):
-        assert text in header, text
+        assert text in provenance, text
+
+
+def test_the_report_opens_with_one_verdict_line_per_question_and_platform(tmp_path, records, run_info):
+    page = write_report(records, run_info, tmp_path / "r").report_html.read_text()
+    body = page[page.index("</h1>"):]
+    assert body.index('id="verdicts"') < body.index('id="figures"') < body.index('id="run"') \
+        < body.index('id="answers"') < body.index('id="provenance"')
+    verdicts = body[body.index('id="verdicts"'):body.index("</ul>")]
+    stats = compute_statistics(validate_records(records))
+    expected = [(rq, p) for rq in ("rq1", "rq2", "rq3") for p in stats[rq]]
+    assert expected and verdicts.count("<li>") == len(expected)
+    for rq, platform in expected:
+        assert f"{rq.upper()}, {platform}: " in verdicts
 
 
 def test_latest_symlink_points_to_the_run(tmp_path, records, run_info):
