@@ -49,6 +49,10 @@ def pytest_addoption(parser):
     group.addoption("--virtual-phone", default="auto", choices=("auto", "always", "never"),
                     help="run the device cases on the virtual phone when no phone is attached and this host can "
                          "start one (auto, the default), even when phones are attached (always), or never")
+    group.addoption("--virtual-phone-scope", default="sample", choices=suite.VIRTUAL_PHONE_SCOPES,
+                    help="on the virtual phone, run the device cases of one model per framework (sample, the "
+                         "default: its results repeat arm64's bit for bit) or all of them (full); a real phone "
+                         "runs them all")
     group.addoption("--virtual-phones", type=int, default=None, metavar="N",
                     help="run the device cases on N virtual phones (each device case once per phone, ids "
                          "<case>@vphone<i>; with -n N each xdist worker starts and uses its own phone). With "
@@ -82,6 +86,7 @@ def pytest_collection_modifyitems(config, items):
     suite.check_selection(config, items)
     suite.check_device_choice(config, items)
     suite.count_gated_cases(config, items)
+    suite.sample_virtual_phone_cases(config, items)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -382,6 +382,55 @@ def planned_configurations(session, configuration: Configuration, phone_key: str
     return same or [configuration]
 
 
+# Without a real phone, the device cases run on the virtual phone: the same aarch64 runner that the
+# arm64 platform runs under qemu-user, so its results repeat arm64's bit for bit. By default it runs
+# one model per framework (every runtime and quantization keeps a gated device case);
+# --virtual-phone-scope full runs them all, and a real phone always runs them all.
+VIRTUAL_PHONE_SCOPES = ("sample", "full")
+
+
+def _runs_on_the_virtual_phone(config) -> bool:
+    """Whether this session's device cases will run on one virtual phone (see device_for_session)."""
+    option = config.option
+    if getattr(option, "virtual_phones", None):  # several (or explicitly counted) virtual phones: all cases
+        return False
+    if option.virtual_phone == "always":
+        return True
+    if option.virtual_phone == "never" or option.device_serial or os.environ.get("ANDROID_SERIAL"):
+        return False
+    serials, broken = attached_devices_or_skip_reason()
+    return not serials and not broken
+
+
+def sample_virtual_phone_cases(config, items) -> None:
+    """On the virtual phone, keep the device cases of the first model of each framework; deselect the
+    rest, saying so in one line. Runs after count_gated_cases, so a kept case's share of the error
+    budget (and so its verdict) is the one a full run gives it."""
+    if getattr(config.option, "virtual_phone_scope", "full") == "full":
+        return
+    device = [i for i in items if getattr(getattr(i, "callspec", None), "params", {}).get("configuration")
+              is not None and i.callspec.params["configuration"].platform == "device"]
+    if not device or not _runs_on_the_virtual_phone(config):
+        return
+    first: dict[str, str] = {}
+    for item in device:
+        c = item.callspec.params["configuration"]
+        first.setdefault(c.framework, c.model)
+    dropped = [i for i in device if first[i.callspec.params["configuration"].framework]
+               != i.callspec.params["configuration"].model]
+    if not dropped:
+        return
+    gone = set(map(id, dropped))
+    items[:] = [i for i in items if id(i) not in gone]
+    config.hook.pytest_deselected(items=dropped)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        models = ", ".join(f"{f} {m}" for f, m in first.items())
+        reporter.write_line(f"virtual phone: {len(device) - len(dropped)} of {len(device)} device cases run "
+                            f"({models}; its results repeat arm64's bit for bit); "
+                            "--virtual-phone-scope full runs all")
+
+
 def check_device_choice(config, items) -> None:
     """Device cases selected, several phones attached and none chosen: a usage error listing them."""
     if hasattr(config, "workerinput") or config.option.device_serial or os.environ.get("ANDROID_SERIAL") \

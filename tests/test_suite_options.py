@@ -45,7 +45,8 @@ def test_matrix_ids_are_readable_and_complete():
 
 def test_markers_select_the_study_and_only_the_study():
     """`pytest -m pc` is the study on this host, `-m device` the study on a phone; unit tests carry neither."""
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q", "-m", "pc or device"]
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q", "-m", "pc or device",
+           "--virtual-phone-scope", "full"]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     collected = sorted(line.split("[", 1)[1].rstrip("]") for line in result.stdout.splitlines() if "::" in line)
@@ -252,3 +253,26 @@ def test_device_cases_skip_saying_adb_is_broken(tmp_path, private_adb_port):
     (line,) = _skip_lines(result.stdout)
     assert "[72]" in line and "adb is installed but broken: `adb start-server`" in line
     assert "exited with status 1" in line and "no Android phone attached" not in line
+
+
+def _collected_device_ids(result: subprocess.CompletedProcess) -> list[str]:
+    return [line.split("[", 1)[1].rstrip("]") for line in result.stdout.splitlines()
+            if line.startswith("tests/test_matrix.py::") and line.endswith("-device]")]
+
+
+def test_the_virtual_phone_runs_one_model_per_framework_unless_asked_for_all(tmp_path):
+    """The virtual phone repeats arm64 bit for bit: by default it keeps the first model of each
+    framework (every runtime and quantization still gated there) and says so; scope full keeps all."""
+    sample = _pytest("--collect-only", "-m", "device", "--virtual-phone", "always", tmp_path=tmp_path)
+    assert sample.returncode == 0, sample.stdout[-3000:]
+    ids = _collected_device_ids(sample)
+    assert len(ids) == 24 and {i.split("-")[1] for i in ids} == {"mobilenet_v2"}
+    kept = {(c.framework, c.quantization, c.runtime) for c in map(Configuration.parse, ids)}
+    wanted = {(c.framework, c.quantization, c.runtime) for c in matrix(("device",), DEFAULT_ATTACKS)}
+    assert kept == wanted  # every (framework, quantization, runtime) keeps its device cases
+    assert "virtual phone: 24 of 72 device cases run" in sample.stdout
+    full = _pytest("--collect-only", "-m", "device", "--virtual-phone", "always", "--virtual-phone-scope", "full",
+                   tmp_path=tmp_path)
+    assert len(_collected_device_ids(full)) == 72 and "virtual phone:" not in full.stdout
+    never = _pytest("--collect-only", "-m", "device", "--virtual-phone", "never", tmp_path=tmp_path)
+    assert len(_collected_device_ids(never)) == 72  # a real phone (or none: they skip) runs them all
