@@ -49,7 +49,7 @@ system-deps:
 	@bash android_harness/install-virtual-phone.sh
 	@bash android_harness/install-libusb.sh
 
-## Retrain the mini zoo (needs the full Fashion-MNIST, see README).
+## Retrain the mini zoo (needs the full Fashion-MNIST, see docs/zoos.md).
 train: $(STAMP)
 	$(PY) -m harness.zoo.train
 

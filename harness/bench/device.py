@@ -12,7 +12,7 @@ every push is cold. Reports, as JSON under ``reports/bench/`` and lines on stdou
   folder, and the same images as the ``.npy`` batch the runner reads, pushed by digest
   (a second push of the same digest is a no-op: timed too).
 
-``pytest -m device`` cold and warm times come from the suite's own runs (see README).
+``pytest -m device`` cold and warm times come from the suite's own runs (see docs/benchmarks.md).
 """
 
 from __future__ import annotations

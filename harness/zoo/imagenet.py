@@ -21,7 +21,7 @@ PyTorch's InceptionV3 is built with ``transform_input=True``. Its weights were p
 from TensorFlow and expect inputs in TF's (x - 0.5) / 0.5 scaling; the flag converts
 torchvision's ImageNet-normalised input to that, and torchvision's own builder switches
 it on whenever it loads these weights. The paper's code built the model without it, so
-its inputs were scaled wrongly (the paper's Table 1 preprocessing, README "Zoos").
+its inputs were scaled wrongly (the paper's Table 1 preprocessing, docs/zoos.md).
 """
 
 from __future__ import annotations
