@@ -536,6 +536,30 @@ def _delegation_table(records: Sequence[Mapping[str, Any]]) -> str:
                       "not delegated"], rows, left=4))
 
 
+def _runtime_agreement_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The two runtimes' numeric agreement on the same images, per runtime comparison."""
+    agreement = []
+    for c in rows:
+        ag = c.get("agreement")
+        if not ag:
+            continue
+        cells = []
+        for kind in ("clean", "adversarial"):
+            e = ag.get(kind) or {}
+            cells += [escape(format_pct(e.get("prediction_agreement"))), escape(_sci(e.get("max_abs_logit_diff"))),
+                      "yes" if e.get("bit_exact") else "no" if e else "n/a"]
+        agreement.append([_link(c["config_id_a"]), _link(c["config_id_b"])] + cells)
+    if agreement:
+        return ('<h3 id="runtime-agreement">Numeric agreement</h3><p class="small">The two runtimes\' outputs '
+                "on the same clean and adversarial images: share of equal top-1 predictions, largest |logit "
+                "difference|, and whether every logit is bit-identical.</p>"
+                + _table(["configuration (runtime a)", "configuration (runtime b)",
+                          "clean agreement", "clean max |Δ logit|",
+                          "clean bit-exact", "adv. agreement", "adv. max |Δ logit|", "adv. bit-exact"],
+                         agreement, left=2))
+    return '<p class="small">No record carries runtime_agreement: numeric agreement not measured.</p>'
+
+
 def _runtime_section(statistics: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
                      figures: Sequence[ReportFigure], ids: Sequence[str]) -> str:
     """Framework or runtime? The verdict, the runtime figures and the tables behind them."""
@@ -582,27 +606,7 @@ def _runtime_section(statistics: Mapping[str, Any], records: Sequence[Mapping[st
                + _table(["configuration (runtime a)", "configuration (runtime b)", "runtimes a / b",
                          "success a", "success b", "a − b", "paired n",
                          "b", "c", "McNemar p", "BH q"], table, left=3))
-    agreement = []
-    for c in rows:
-        ag = c.get("agreement")
-        if not ag:
-            continue
-        cells = []
-        for kind in ("clean", "adversarial"):
-            e = ag.get(kind) or {}
-            cells += [escape(format_pct(e.get("prediction_agreement"))), escape(_sci(e.get("max_abs_logit_diff"))),
-                      "yes" if e.get("bit_exact") else "no" if e else "n/a"]
-        agreement.append([_link(c["config_id_a"]), _link(c["config_id_b"])] + cells)
-    if agreement:
-        out.append('<h3 id="runtime-agreement">Numeric agreement</h3><p class="small">The two runtimes\' outputs '
-                   "on the same clean and adversarial images: share of equal top-1 predictions, largest |logit "
-                   "difference|, and whether every logit is bit-identical.</p>"
-                   + _table(["configuration (runtime a)", "configuration (runtime b)",
-                             "clean agreement", "clean max |Δ logit|",
-                             "clean bit-exact", "adv. agreement", "adv. max |Δ logit|", "adv. bit-exact"],
-                            agreement, left=2))
-    else:
-        out.append('<p class="small">No record carries runtime_agreement: numeric agreement not measured.</p>')
+    out.append(_runtime_agreement_table(rows))
     out.append(delegation)
     return "\n".join(p for p in out if p)
 
@@ -682,6 +686,22 @@ def _user_models_table(records: Sequence[Mapping[str, Any]]) -> str:
                       "top-1 ties (clean)"], rows, left=1))
 
 
+def _contents(host_vs_arm: str, direct: str, runtime: str, conversion: str, devices: str, user_models: str) -> str:
+    """The line of links under the verdicts and figures: a link for each section the page has."""
+    return ('<p class="small">Contents: <a href="#verdicts">verdicts</a> \u00b7 <a href="#figures">figures</a> \u00b7 '
+            '<a href="#run">run</a> \u00b7 <a href="#answers">answers</a> \u00b7 '
+            '<a href="#inference-time">inference time</a> \u00b7 <a href="#generation-time">generation time</a> '
+            '\u00b7 ' + ('<a href="#host-vs-arm">host vs ARM</a> \u00b7 ' if host_vs_arm else '') +
+            ('<a href="#direct-vs-transfer">direct vs transferred</a> \u00b7 ' if direct else '') +
+            ('<a href="#framework-or-runtime">framework or runtime?</a> \u00b7 ' if runtime else '') +
+            ('<a href="#conversion-failures">conversion failures</a> \u00b7 ' if conversion else '') +
+            ('<a href="#devices">devices</a> \u00b7 ' if devices else '') +
+            ('<a href="#your-model-files">your model files</a> \u00b7 ' if user_models else '') +
+            '<a href="#quantization-effect">quantization effect</a> \u00b7 <a href="#pc-vs-mobile">PC vs '
+            'mobile</a> \u00b7 <a href="#results">all configurations</a> \u00b7 <a href="#methods">methods</a> '
+            '\u00b7 <a href="#provenance">provenance</a></p>')
+
+
 def render_html(records: Sequence[Mapping[str, Any]], statistics: Mapping[str, Any],
                 figures: Sequence[ReportFigure], run_info: Mapping[str, Any]) -> str:
     """The whole page. ``records`` must be validated (see ``records.validate_records``)."""
@@ -703,18 +723,7 @@ def render_html(records: Sequence[Mapping[str, Any]], statistics: Mapping[str, A
         f"<h1>On-device robustness report{(': ' + escape(str(run))) if run else ''}</h1>",
         _verdicts(statistics),
         _figures([f for f in figures if not f.key.startswith("fig-runtime-")]),
-        '<p class="small">Contents: <a href="#verdicts">verdicts</a> \u00b7 <a href="#figures">figures</a> \u00b7 '
-        '<a href="#run">run</a> \u00b7 <a href="#answers">answers</a> \u00b7 '
-        '<a href="#inference-time">inference time</a> \u00b7 <a href="#generation-time">generation time</a> '
-        '\u00b7 ' + ('<a href="#host-vs-arm">host vs ARM</a> \u00b7 ' if host_vs_arm else '') +
-        ('<a href="#direct-vs-transfer">direct vs transferred</a> \u00b7 ' if direct else '') +
-        ('<a href="#framework-or-runtime">framework or runtime?</a> \u00b7 ' if runtime else '') +
-        ('<a href="#conversion-failures">conversion failures</a> \u00b7 ' if conversion else '') +
-        ('<a href="#devices">devices</a> \u00b7 ' if devices else '') +
-        ('<a href="#your-model-files">your model files</a> \u00b7 ' if user_models else '') +
-        '<a href="#quantization-effect">quantization effect</a> \u00b7 <a href="#pc-vs-mobile">PC vs '
-        'mobile</a> \u00b7 <a href="#results">all configurations</a> \u00b7 <a href="#methods">methods</a> '
-        '\u00b7 <a href="#provenance">provenance</a></p>',
+        _contents(host_vs_arm, direct, runtime, conversion, devices, user_models),
         _run_table(run_info, records),
         _errors(run_info),
         conversion,
